@@ -1,0 +1,607 @@
+"""The run and sweep configuration: a few dataclasses, loaded from YAML, validated once.
+
+Defaults live here and nowhere else. `load_config` reads a YAML file, applies `--set dotted.key=value`
+overrides (typed like the field they set), and validates everything before any other work starts;
+every problem is reported at once in a `ConfigError`, each naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+METHODS = ("pc_lora", "kd_lora", "lora", "fft")
+DECAY_SCHEDULES = ("linear", "sine", "cosine")
+SPACE_KINDS = ("choice", "int", "uniform", "loguniform", "grid")
+SAMPLERS = ("nsga2", "tpe", "random", "grid")
+SCHEDULERS = ("asha", "none")
+# Every key a metrics.json holds that can be an objective (task-specific metrics are added by the task).
+OBJECTIVE_METRICS = (
+    "metric", "accuracy", "f1", "mcc", "pearson", "spearman", "params", "params_no_embeddings",
+    "flops", "trainable_params", "train_seconds",
+)
+# Searched keys that only mean something for some methods: a sweep over several methods samples
+# them only for those (conditional dimensions), and a run of another method ignores them.
+METHOD_SPECIFIC_KEYS = {
+    "method.rank": ("pc_lora", "kd_lora", "lora"),
+    "method.alpha": ("pc_lora", "kd_lora", "lora"),
+    "method.decay_schedule": ("pc_lora",),
+    "method.decay_end": ("pc_lora",),
+    "method.kd_weight": ("pc_lora", "kd_lora"),
+    "method.temperature": ("kd_lora",),
+    "method.teacher": ("pc_lora", "kd_lora"),
+    "method.student": ("kd_lora",),
+    "method.student_layers": ("kd_lora",),
+    "method.teacher_epochs": ("kd_lora",),
+    "method.teacher_lr": ("kd_lora",),
+}
+
+
+class ConfigError(ValueError):
+    """One or more problems with a configuration; `problems` lists them, each naming its key."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = problems
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s){where}:\n{lines}")
+
+
+@dataclass
+class MethodConfig:
+    name: str = "pc_lora"
+    rank: int = 8
+    # LoRA scaling numerator; None = rank (scaling 1), see methods/pc_lora.py and methods/baselines.py.
+    alpha: float | None = None
+    decay_schedule: str = "sine"
+    decay_end: float = 0.8
+    kd_weight: float = 0.5
+    temperature: float = 2.0
+    # PC-LoRA: None = the pre-trained model itself is the feature-KD teacher (no second copy);
+    # KD-LoRA: None = `model`, fully fine-tuned once per task and reused.
+    teacher: str | None = None
+    # KD-LoRA student: another checkpoint, or the teacher cut to `student_layers` evenly spaced layers.
+    student: str | None = None
+    student_layers: int | None = None
+    teacher_epochs: int = 3
+    teacher_lr: float = 5.0e-5
+    # Module-name patterns to adapt instead of the per-architecture defaults.
+    target_modules: list[str] | None = None
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 5.0e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    max_examples: int | None = None
+    seed: int = 0
+    augment: bool = False
+
+
+@dataclass
+class EvalConfig:
+    max_examples: int | None = None
+    batch_size: int = 128
+
+
+@dataclass
+class ResourcesConfig:
+    workers: int = 1
+    use_gpu: bool | Literal["auto"] = "auto"
+    cpus_per_worker: int = 1
+    # Fractional GPUs let several small trials share one device.
+    gpus_per_worker: float = 1.0
+
+
+@dataclass
+class SearchConfig:
+    num_samples: int = 8
+    objectives: list[str] = field(default_factory=lambda: ["metric:max", "params:min"])
+    sampler: str = "nsga2"
+    scheduler: str = "asha"
+    grace_period: int = 1
+    max_concurrent_trials: int | None = None
+    # Ablations: every configuration is repeated once per seed (sets train.seed).
+    seeds: list[int] | None = None
+
+
+@dataclass
+class TrackingConfig:
+    # None = an MLflow sqlite database under results/ (or MLFLOW_TRACKING_URI when set).
+    uri: str | None = None
+    log_models: bool = False
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    task: str = "glue/sst2"
+    model: str = "bert-base-uncased"
+    data_dir: str | None = None
+    results_dir: str = "results"
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    # dotted key -> {kind: args}; see `validate_space`.
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def get(self, dotted: str) -> Any:
+        obj: Any = self
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed construction from plain dicts
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
+    """(ok, value converted to `tp`); ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, converted = _coerce(value, arg)
+            if ok:
+                return True, converted
+        return False, value
+    if origin is Literal:
+        return value in typing.get_args(tp), value
+    if origin is list:
+        if not isinstance(value, list):
+            return False, value
+        (item_tp,) = typing.get_args(tp)
+        out = []
+        for item in value:
+            ok, converted = _coerce(item, item_tp)
+            if not ok:
+                return False, value
+            out.append(converted)
+        return True, out
+    if origin is dict:
+        return isinstance(value, dict), value
+    if tp is type(None):
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    if tp is str:
+        return isinstance(value, str), value
+    return False, value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(f"{prefix or 'config'}: expected a mapping of keys, got {type(raw).__name__} "
+                        f"({raw!r}); write it as `key: value` lines")
+        return cls()
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            close = _closest(str(key), names)
+            hint = f"; did you mean '{prefix}{close}'?" if close else ""
+            problems.append(f"{dotted}: unknown key{hint} (known keys: {', '.join(names)})")
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{dotted}.", problems)
+            continue
+        ok, converted = _coerce(value, tp)
+        if not ok:
+            problems.append(f"{dotted}: expected {_type_name(tp)}, got {value!r}")
+            continue
+        kwargs[key] = converted
+    return cls(**kwargs)
+
+
+def _closest(word: str, options: list[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def field_type(dotted: str) -> Any:
+    """The declared type of a dotted key (`method.rank` -> int); KeyError when there is no such key."""
+    cls: Any = Config
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        hints = _hints(cls)
+        if part not in hints:
+            raise KeyError(dotted)
+        tp = hints[part]
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(tp):
+                raise KeyError(dotted)  # a whole section, not a value
+            return tp
+        if not dataclasses.is_dataclass(tp):
+            raise KeyError(dotted)
+        cls = tp
+    raise KeyError(dotted)
+
+
+def scalar_keys() -> list[str]:
+    """Every dotted key that holds a value (what `--set` and `space` may name)."""
+    keys = []
+
+    def walk(cls: type, prefix: str) -> None:
+        for name, tp in _hints(cls).items():
+            if dataclasses.is_dataclass(tp):
+                walk(tp, f"{prefix}{name}.")
+            else:
+                keys.append(f"{prefix}{name}")
+
+    walk(Config, "")
+    return keys
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`method.rank=16` -> ("method.rank", 16). Values are YAML scalars, never evaluated as code."""
+    if "=" not in text:
+        raise ConfigError([f"--set {text!r}: expected dotted.key=value, e.g. --set method.rank=16"])
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"--set {key}: cannot read value {raw!r} ({exc.__class__.__name__})"]) from None
+    return key, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[str]) -> dict[str, Any]:
+    known = set(scalar_keys())
+    for text in overrides:
+        try:
+            key, value = parse_override(text)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        if key not in known and not key.startswith("space."):
+            close = _closest(key, sorted(known))
+            hint = f"; did you mean '{close}'?" if close else ""
+            problems.append(f"--set {key}: unknown key{hint}")
+            continue
+        if key.startswith("space."):
+            raw.setdefault("space", {})
+            if not isinstance(raw["space"], dict):
+                raw["space"] = {}
+            raw["space"][key[len("space."):]] = value
+            continue
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _range_problems(cfg: Config) -> list[str]:
+    """Values out of range; every message names the key and says what fits."""
+    p: list[str] = []
+    m, t = cfg.method, cfg.train
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            p.append(msg)
+
+    name_pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    need(bool(re.match(name_pattern, cfg.name)) and ".." not in cfg.name,
+         f"name: {cfg.name!r} is not a safe folder name; use letters, digits, '.', '_' and '-' "
+         "(no '/', no '..'), e.g. name: sst2-pc-lora")
+    need(m.name in METHODS, f"method.name: unknown method {m.name!r}; choose one of {', '.join(METHODS)}")
+    need(m.rank >= 1, f"method.rank: must be at least 1, got {m.rank}")
+    need(m.alpha is None or m.alpha > 0, f"method.alpha: must be positive or null, got {m.alpha}")
+    need(m.decay_schedule in DECAY_SCHEDULES,
+         f"method.decay_schedule: unknown schedule {m.decay_schedule!r}; choose one of "
+         f"{', '.join(DECAY_SCHEDULES)}")
+    need(0.0 < m.decay_end <= 1.0 and not math.isnan(m.decay_end),
+         f"method.decay_end: must lie in (0, 1] (the share of training steps over which λ decays "
+         f"to 0), got {m.decay_end}")
+    need(0.0 <= m.kd_weight <= 1.0, f"method.kd_weight: must lie in [0, 1], got {m.kd_weight}")
+    need(m.temperature > 0, f"method.temperature: must be positive, got {m.temperature}")
+    need(m.student_layers is None or m.student_layers >= 1,
+         f"method.student_layers: must be at least 1 (or null), got {m.student_layers}")
+    need(not (m.student and m.student_layers),
+         "method.student / method.student_layers: give one of them, not both (a checkpoint, or the "
+         "teacher cut to k layers)")
+    need(m.teacher_epochs >= 1, f"method.teacher_epochs: must be at least 1, got {m.teacher_epochs}")
+    need(m.teacher_lr > 0, f"method.teacher_lr: must be positive, got {m.teacher_lr}")
+    need(t.epochs >= 1, f"train.epochs: must be at least 1, got {t.epochs}")
+    need(t.batch_size >= 1, f"train.batch_size: must be at least 1, got {t.batch_size}")
+    need(t.lr > 0, f"train.lr: must be positive, got {t.lr}")
+    need(t.weight_decay >= 0, f"train.weight_decay: must be >= 0, got {t.weight_decay}")
+    need(0 <= t.warmup_ratio < 1, f"train.warmup_ratio: must lie in [0, 1), got {t.warmup_ratio}")
+    need(t.max_grad_norm > 0, f"train.max_grad_norm: must be positive, got {t.max_grad_norm}")
+    need(t.max_length >= 8, f"train.max_length: must be at least 8 tokens, got {t.max_length}")
+    need(t.max_examples is None or t.max_examples >= 2,
+         f"train.max_examples: must be at least 2 (or null for the full split), got {t.max_examples}")
+    need(cfg.eval.max_examples is None or cfg.eval.max_examples >= 2,
+         f"eval.max_examples: must be at least 2 (or null for the full split), got {cfg.eval.max_examples}")
+    need(cfg.eval.batch_size >= 1, f"eval.batch_size: must be at least 1, got {cfg.eval.batch_size}")
+    r = cfg.resources
+    need(r.workers >= 1, f"resources.workers: must be at least 1, got {r.workers}")
+    need(r.cpus_per_worker >= 1, f"resources.cpus_per_worker: must be at least 1, got {r.cpus_per_worker}")
+    need(0 < r.gpus_per_worker <= 8, f"resources.gpus_per_worker: must lie in (0, 8], got {r.gpus_per_worker}")
+    s = cfg.search
+    need(s.num_samples >= 1, f"search.num_samples: must be at least 1, got {s.num_samples}")
+    need(s.sampler in SAMPLERS, f"search.sampler: unknown sampler {s.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    need(s.scheduler in SCHEDULERS,
+         f"search.scheduler: unknown scheduler {s.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    need(s.grace_period >= 1, f"search.grace_period: must be at least 1 epoch, got {s.grace_period}")
+    need(s.max_concurrent_trials is None or s.max_concurrent_trials >= 1,
+         f"search.max_concurrent_trials: must be at least 1 (or null: from the cluster), got {s.max_concurrent_trials}")
+    need(s.seeds is None or len(s.seeds) > 0, "search.seeds: give at least one seed, or null")
+    need(len(s.objectives) > 0, "search.objectives: give at least one, e.g. [metric:max, params:min]")
+    for obj in s.objectives:
+        metric, _, mode = obj.partition(":")
+        need(bool(metric) and mode in ("max", "min"),
+             f"search.objectives: {obj!r} must read NAME:max or NAME:min, e.g. metric:max")
+    return p
+
+
+def objective_pairs(cfg: Config) -> list[tuple[str, str]]:
+    return [(o.partition(":")[0], o.partition(":")[2]) for o in cfg.search.objectives]
+
+
+def _check_value(cfg: Config, dotted: str, value: Any) -> list[str]:
+    """Problems of `cfg` with `dotted` set to `value` (a candidate of a searched dimension)."""
+    ok, converted = _coerce(value, field_type(dotted))
+    if not ok:
+        return [f"expected {_type_name(field_type(dotted))}, got {value!r}"]
+    trial = _with_value(cfg, dotted, converted)
+    head = dotted + ":"
+    return [msg[len(head):].strip() for msg in _range_problems(trial) if msg.startswith(head)]
+
+
+def _with_value(cfg: Config, dotted: str, value: Any) -> Config:
+    section, _, key = dotted.rpartition(".")
+    if not section:
+        return dataclasses.replace(cfg, **{key: value})
+    sub = dataclasses.replace(getattr(cfg, section), **{key: value})
+    return dataclasses.replace(cfg, **{section: sub})
+
+
+def with_values(cfg: Config, values: dict[str, Any]) -> Config:
+    """A copy of `cfg` with dotted keys set (types coerced as for --set)."""
+    for dotted, value in values.items():
+        _, converted = _coerce(value, field_type(dotted))
+        cfg = _with_value(cfg, dotted, converted)
+    return cfg
+
+
+def validate_space(cfg: Config) -> list[str]:
+    """Each `space` entry is {kind: args} with kind in SPACE_KINDS, over a known scalar key, and every
+    value it can take passes the same checks as a fixed value."""
+    p: list[str] = []
+    known = set(scalar_keys()) - {"name", "results_dir"}
+    for key, spec in cfg.space.items():
+        where = f"space.{key}"
+        if key not in known:
+            close = _closest(key, sorted(known))
+            p.append(f"{where}: not a configuration key" + (f"; did you mean '{close}'?" if close else ""))
+            continue
+        if key.startswith(("search.", "space.", "tracking.", "resources.")):
+            p.append(f"{where}: {key} cannot be searched; set it as a fixed value instead")
+            continue
+        if not isinstance(spec, dict) or len(spec) != 1:
+            p.append(f"{where}: write exactly one of {', '.join(SPACE_KINDS)}, e.g. {{choice: [8, 16, 32]}}")
+            continue
+        ((kind, args),) = spec.items()
+        if kind not in SPACE_KINDS:
+            p.append(f"{where}: unknown kind {kind!r}; use one of {', '.join(SPACE_KINDS)}")
+            continue
+        if kind in ("choice", "grid"):
+            if not isinstance(args, list) or not args:
+                p.append(f"{where}.{kind}: give a non-empty list of values, e.g. [8, 16, 32]")
+                continue
+            candidates = args
+        else:
+            if (not isinstance(args, list) or len(args) != 2
+                    or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)):
+                p.append(f"{where}.{kind}: give [low, high], two numbers, e.g. [1.0e-4, 1.0e-3]")
+                continue
+            low, high = args
+            if kind == "int" and not all(isinstance(a, int) for a in args):
+                p.append(f"{where}.int: bounds must be integers, got {args}")
+                continue
+            if not low < high:
+                p.append(f"{where}.{kind}: the range [{low}, {high}] is empty or reversed; write [low, high] "
+                         "with low < high")
+                continue
+            if kind == "loguniform" and low <= 0:
+                p.append(f"{where}.loguniform: bounds must be positive, got {args}")
+                continue
+            candidates = [low, high]
+        for value in candidates:
+            for msg in _check_value(cfg, key, value):
+                p.append(f"{where}: value {value!r}: {msg}")
+    if cfg.search.sampler == "grid":
+        bad = [k for k, s in cfg.space.items() if isinstance(s, dict) and next(iter(s), None) not in ("grid", "choice")]
+        if bad:
+            p.append(f"search.sampler: 'grid' needs grid or choice dimensions; {', '.join(bad)} are ranges")
+    return p
+
+
+def is_local_ref(ref: str) -> bool:
+    """A model reference names a local folder when it looks like a path or exists on disk."""
+    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or Path(ref).expanduser().exists()
+
+
+def model_problem(ref: str, key: str) -> str | None:
+    """A model reference is a local folder with a config.json, or a hub id (`org/name`)."""
+    if is_local_ref(ref):
+        path = Path(ref).expanduser()
+        if not path.is_dir():
+            return f"{key}: model folder {ref!r} does not exist; give a folder with config.json or a hub id"
+        if not (path / "config.json").is_file():
+            return f"{key}: {ref!r} has no config.json; give a Hugging Face model folder or a hub id"
+        return None
+    if not re.match(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$", ref):
+        return f"{key}: {ref!r} is neither a local folder nor a hub id like 'bert-base-uncased' or 'org/name'"
+    return None
+
+
+def _resource_problems(cfg: Config) -> list[str]:
+    from orchestrator.tasks import TASKS
+
+    p: list[str] = []
+    if cfg.task not in TASKS:
+        close = _closest(cfg.task, list(TASKS))
+        p.append(f"task: unknown task {cfg.task!r}" + (f"; did you mean {close!r}?" if close else "")
+                 + f" (tasks: {', '.join(TASKS)})")
+    else:
+        task_metrics = set(TASKS[cfg.task].metric_names) | {TASKS[cfg.task].primary_metric}
+        known_metrics = (set(OBJECTIVE_METRICS) - {"accuracy", "f1", "mcc", "pearson", "spearman"}) | task_metrics
+        for metric, _ in objective_pairs(cfg):
+            if metric and metric not in known_metrics:
+                p.append(f"search.objectives: {metric!r} is not a metric of {cfg.task}; choose from "
+                         f"{', '.join(sorted(known_metrics))}")
+    refs = [("model", cfg.model)]
+    refs += [(k, v) for k, v in (("method.teacher", cfg.method.teacher), ("method.student", cfg.method.student)) if v]
+    for spec_key in ("method.teacher", "method.student", "model"):
+        spec = cfg.space.get(spec_key)
+        if isinstance(spec, dict) and isinstance(spec.get("choice", spec.get("grid")), list):
+            refs += [(f"space.{spec_key}", v) for v in spec.get("choice", spec.get("grid")) if isinstance(v, str)]
+    for key, ref in refs:
+        msg = model_problem(ref, key)
+        if msg:
+            p.append(msg)
+    if cfg.data_dir is not None:
+        root = Path(cfg.data_dir).expanduser()
+        if not root.is_dir():
+            p.append(f"data_dir: folder {cfg.data_dir!r} does not exist; point it at local copies of the "
+                     "datasets (e.g. ../shared/data) or set data_dir: null to use the hub")
+        elif cfg.task in TASKS:
+            local = root / TASKS[cfg.task].local_dir
+            if not local.is_dir():
+                p.append(f"data_dir: {cfg.data_dir!r} has no folder {TASKS[cfg.task].local_dir!r} for task "
+                         f"{cfg.task!r}; add the data there or set data_dir: null to use the hub")
+    return p
+
+
+def validate(cfg: Config) -> list[str]:
+    return _range_problems(cfg) + validate_space(cfg) + _resource_problems(cfg)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"--config: file {str(path)!r} does not exist"])
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of keys (name:, task:, model:, ...)"])
+    return raw
+
+
+def resolve_paths(cfg: Config) -> Config:
+    """Local paths made absolute, so that Ray workers (whose working directory differs) find them."""
+
+    def absolute(ref: str | None) -> str | None:
+        return str(Path(ref).expanduser().resolve()) if ref and is_local_ref(ref) else ref
+
+    method = dataclasses.replace(cfg.method, teacher=absolute(cfg.method.teacher),
+                                 student=absolute(cfg.method.student))
+    space = {}
+    for key, spec in cfg.space.items():
+        if key in ("model", "method.teacher", "method.student") and isinstance(spec, dict):
+            spec = {kind: [absolute(v) if isinstance(v, str) else v for v in vals] if isinstance(vals, list) else vals
+                    for kind, vals in spec.items()}
+        space[key] = spec
+    return dataclasses.replace(
+        cfg, model=absolute(cfg.model), data_dir=str(Path(cfg.data_dir).expanduser().resolve()) if cfg.data_dir else None,
+        results_dir=str(Path(cfg.results_dir).expanduser().resolve()), method=method, space=space)
+
+
+def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> Config:
+    """Read, override, validate and resolve paths; raises ConfigError listing every problem."""
+    raw = read_yaml(path) if path is not None else dict(base or {})
+    problems: list[str] = []
+    raw = apply_overrides(raw, list(overrides or []), problems)
+    cfg = _build(Config, raw, "", problems)
+    if not problems:  # range checks on a half-built config would repeat the type errors
+        problems += validate(cfg)
+    if problems:
+        raise ConfigError(problems, str(path) if path else None)
+    return resolve_paths(cfg)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Rebuild a validated config from `Config.to_dict()` output (e.g. inside a Ray worker)."""
+    problems: list[str] = []
+    cfg = _build(Config, raw, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
