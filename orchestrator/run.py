@@ -1,0 +1,170 @@
+"""Fitting one configuration with a Ray Train TorchTrainer; shared by `orchestrator.train` and sweep trials.
+
+Also the two things that must happen on the driver before workers start: a preflight that refuses a
+rank the model cannot take (before Ray starts), and the KD-LoRA teacher, fine-tuned once per
+(task, teacher model, teacher settings, seed) and cached under results/teachers/ for every later run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import Config, ConfigError, dump_yaml, with_values
+
+TEACHERS_DIR = "teachers"
+
+
+def _meta_model(ref: str, task_name: str) -> Any:
+    """The architecture of `ref` with the task's head, on the meta device (no weights read)."""
+    import torch
+    import transformers
+
+    from orchestrator.tasks import get_task
+
+    task = get_task(task_name)
+    config = transformers.AutoConfig.from_pretrained(ref, num_labels=task.num_labels)
+    auto = (transformers.AutoModelForImageClassification if task.kind == "image"
+            else transformers.AutoModelForSequenceClassification)
+    with torch.device("meta"):
+        return auto.from_config(config)
+
+
+def preflight(cfg: Config) -> None:
+    """Refuse, before Ray starts, a rank larger than a target layer allows (every rank the space can draw)."""
+    from methods import baselines, pc_lora
+
+    ranks = {cfg.method.rank}
+    spec = cfg.space.get("method.rank", {})
+    for kind, args in spec.items():
+        ranks.update(args if kind in ("choice", "grid") else [args[1]])
+    methods = {cfg.method.name}
+    methods.update(next(iter(cfg.space.get("method.name", {"choice": []}).values())))
+    problems: list[str] = []
+    if "pc_lora" in methods:
+        model = _meta_model(cfg.model, cfg.task)
+        for msg in pc_lora.rank_errors(model, max(ranks), target_patterns=cfg.method.target_modules):
+            problems.append(f"method.rank: {msg}")
+    if "lora" in methods:
+        model = _meta_model(cfg.model, cfg.task)
+        biggest = max(ranks)
+        for name in baselines.lora_target_modules(model, cfg.method.target_modules):
+            layer = model.get_submodule(name)
+            limit = min(layer.in_features, layer.out_features)
+            if biggest > limit:
+                problems.append(f"method.rank: {biggest} is larger than layer {name!r} "
+                                f"({layer.out_features}x{layer.in_features}) allows; choose a rank <= {limit}")
+                break
+    if problems:
+        raise ConfigError(problems)
+
+
+def teacher_config(cfg: Config) -> Config:
+    """The full fine-tuning run that makes a KD-LoRA teacher."""
+    m = cfg.method
+    return with_values(cfg, {"method.name": "fft", "model": m.teacher or cfg.model,
+                             "train.epochs": m.teacher_epochs, "train.lr": m.teacher_lr})
+
+
+def teacher_key(cfg: Config) -> str:
+    """Cache key: everything that changes the teacher or which examples its logits cover."""
+    t = teacher_config(cfg)
+    settings = {"task": t.task, "model": t.model, "data_dir": t.data_dir, "epochs": t.train.epochs,
+                "lr": t.train.lr, "batch_size": t.train.batch_size, "max_length": t.train.max_length,
+                "max_examples": t.train.max_examples, "seed": t.train.seed, "weight_decay": t.train.weight_decay,
+                "warmup_ratio": t.train.warmup_ratio, "augment": t.train.augment}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{t.task}-{Path(t.model).name}")
+    return f"{slug}-{digest}"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_teacher(cfg: Config) -> Path:
+    """The fine-tuned teacher's folder (model/, metrics.json, train logits), training it only if absent.
+
+    Trials running at the same time wait on a file lock, so the teacher is trained once.
+    """
+    from orchestrator.loop import TEACHER_LOGITS_FILE
+
+    teacher_dir = Path(cfg.results_dir) / TEACHERS_DIR / teacher_key(cfg)
+    done = teacher_dir / TEACHER_LOGITS_FILE
+    with _file_lock(teacher_dir.with_suffix(".lock")):
+        if done.is_file() and (teacher_dir / "metrics.json").is_file():
+            return teacher_dir
+        tcfg = teacher_config(cfg)
+        tcfg = with_values(tcfg, {"name": f"teacher-{teacher_key(cfg)}"})
+        print(f"[{cfg.name}] fine-tuning the KD-LoRA teacher once: {teacher_dir}", flush=True)
+        fit(tcfg, teacher_dir, emit_train_logits=True)
+    return teacher_dir
+
+
+def ensure_ray(cfg: Config) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        # An address in RAY_ADDRESS (e.g. under `ray job submit`) joins that cluster; otherwise local.
+        ray.init(log_to_driver=True, include_dashboard=False, configure_logging=False)
+
+
+def use_gpu(cfg: Config) -> bool:
+    import ray
+
+    if cfg.resources.use_gpu == "auto":
+        return ray.cluster_resources().get("GPU", 0) > 0
+    return bool(cfg.resources.use_gpu)
+
+
+def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits: bool = False) -> dict[str, Any]:
+    """Train `cfg` with `resources.workers` Ray Train workers; writes out_dir/{config.yaml, metrics.json, model/}.
+
+    Returns metrics.json. Inside a Tune trial (`in_tune`) every epoch's report is forwarded to Tune.
+    """
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from orchestrator.loop import train_worker
+
+    ensure_ray(cfg)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(dump_yaml(cfg))
+    teacher_dir = str(ensure_teacher(cfg)) if cfg.method.name == "kd_lora" else None
+    gpu = use_gpu(cfg)
+    per_worker = {"CPU": cfg.resources.cpus_per_worker}
+    if gpu:
+        per_worker["GPU"] = cfg.resources.gpus_per_worker
+    callbacks = []
+    if in_tune:
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        callbacks.append(TuneReportCallback())
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"config": cfg.to_dict(), "out_dir": str(out_dir), "teacher_dir": teacher_dir,
+                           "emit_train_logits": emit_train_logits},
+        scaling_config=ScalingConfig(num_workers=cfg.resources.workers, use_gpu=gpu, resources_per_worker=per_worker),
+        run_config=RunConfig(name=out_dir.name, storage_path=str(out_dir / "ray"),
+                             failure_config=FailureConfig(max_failures=2), callbacks=callbacks),
+    )
+    started = time.perf_counter()
+    trainer.fit()
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    metrics["wall_seconds"] = time.perf_counter() - started
+    return metrics
+

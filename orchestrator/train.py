@@ -1,0 +1,37 @@
+"""`python -m orchestrator.train --config FILE --out DIR`: one training run with Ray Train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from orchestrator.cli import add_config_options, config_from_args, run_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.train",
+        description="Train one configuration (PC-LoRA, KD-LoRA, LoRA or full fine-tuning) with "
+                    "resources.workers DDP workers; write DIR/config.yaml, DIR/metrics.json and DIR/model/.")
+    add_config_options(parser)
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder for config.yaml (resolved), metrics.json and model/ (the deployable model)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    from orchestrator.run import fit, preflight
+
+    preflight(cfg)  # refuses a bad rank before Ray starts or anything is written
+    metrics = fit(cfg, Path(args.out))
+    keys = ("task", "method", "metric_name", "metric", "params", "base_params", "flops", "base_flops",
+            "train_seconds")
+    print(json.dumps({k: metrics[k] for k in keys if k in metrics}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

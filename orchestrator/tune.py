@@ -1,0 +1,285 @@
+"""The sweep: Ray Tune + Optuna (multi-objective) + ASHA, one TorchTrainer per trial.
+
+Ray 2.60 (Train V2) pattern: each Tune trial is a plain function that fits one TorchTrainer and
+forwards its workers' reports to Tune with TuneReportCallback (../shared/notes/STACK.md). Trial
+folders are named by trial id, never timestamps, so `--resume` finds them again.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.config import Config, config_from_dict, objective_pairs, scalar_keys, with_values
+from orchestrator.pareto import pareto_mask
+from orchestrator.search import METHOD_KEY, applies, grid_points, sample_point
+
+TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
+# What metrics.json reports per trial (the task's own metrics are added from the results).
+METRIC_COLUMNS = ("metric_name", "metric", "params", "params_no_embeddings", "base_params",
+                  "base_params_no_embeddings", "flops", "base_flops", "trainable_params", "train_seconds",
+                  "world_size", "epoch", "loss", "lambda", "examples_per_s")
+
+
+def smoke_config(cfg: Config) -> Config:
+    """A few dozen examples, one epoch, one trial per method: the whole system in a few minutes on CPU."""
+    return with_values(cfg, {"name": f"{cfg.name}-smoke", "train.epochs": 1, "train.max_examples": 48,
+                             "eval.max_examples": 48, "train.max_length": min(cfg.train.max_length, 32),
+                             "method.teacher_epochs": 1, "search.scheduler": "none"})
+
+
+def smoke_points(cfg: Config) -> list[dict[str, Any]]:
+    """One point per method the sweep can draw, each with the first value of its dimensions."""
+    methods = list(next(iter(cfg.space[METHOD_KEY].values()))) if METHOD_KEY in cfg.space else [cfg.method.name]
+    points = []
+    for method in methods:
+        point: dict[str, Any] = {METHOD_KEY: method} if METHOD_KEY in cfg.space else {}
+        for key, spec in cfg.space.items():
+            if key == METHOD_KEY or not applies(key, method):
+                continue
+            ((kind, args),) = spec.items()
+            point[key] = args[0] if kind in ("choice", "grid") else (args[0] if kind == "int" else float(args[0]))
+        points.append(point)
+    return points
+
+
+def run_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
+    """One Tune trial: the sweep's config with this trial's point, fitted by one TorchTrainer."""
+    from ray import tune
+
+    from orchestrator.run import fit
+
+    point = config.get("point", config)
+    cfg = with_values(config_from_dict(base), point)
+    trial_id = tune.get_context().get_trial_id()
+    fit(cfg, Path(cfg.results_dir) / cfg.name / "trials" / trial_id, in_tune=True)
+
+
+def max_concurrent(cfg: Config, gpu: bool) -> int:
+    import ray
+
+    if cfg.search.max_concurrent_trials:
+        return cfg.search.max_concurrent_trials
+    resources = ray.cluster_resources()
+    r = cfg.resources
+    if gpu:
+        return max(1, math.floor(resources.get("GPU", 0) / (r.workers * r.gpus_per_worker)))
+    return max(1, math.floor(resources.get("CPU", 1) / (r.workers * r.cpus_per_worker)))
+
+
+def make_searcher(cfg: Config) -> Any:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    pairs = objective_pairs(cfg)
+    seed = cfg.train.seed
+    n = cfg.search.num_samples
+    # Optuna's defaults (50 random individuals before NSGA-II evolves, 10 random trials before TPE
+    # models) would make a small sweep pure random search; scale them to the budget.
+    if cfg.search.sampler == "nsga2":
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(4, n // 3)))
+    elif cfg.search.sampler == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, n // 3)))
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    metrics, modes = [m for m, _ in pairs], [d for _, d in pairs]
+    return OptunaSearch(space=functools.partial(sample_point, cfg=cfg), metric=metrics if len(pairs) > 1 else metrics[0],
+                        mode=modes if len(pairs) > 1 else modes[0], sampler=sampler)
+
+
+def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from orchestrator.run import ensure_ray, preflight, use_gpu
+
+    if smoke:
+        cfg = smoke_config(cfg)
+    preflight(cfg)
+    sweep_dir = Path(cfg.results_dir) / cfg.name
+    experiment = sweep_dir / TUNE_DIR
+    ensure_ray(cfg)
+    gpu = use_gpu(cfg)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=cfg.to_dict()),
+        # The trial function only drives its TorchTrainer, whose workers hold the CPUs/GPUs; a trial
+        # taking 1 CPU of its own would deadlock a 2-core machine (STACK.md).
+        {"cpu": 0, "memory": 1})
+    if resume:
+        if not tune.Tuner.can_restore(str(experiment)):
+            print(f"error: --resume: no sweep to resume at {experiment}; run without --resume to start it",
+                  file=sys.stderr)
+            return 2
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
+                                   restart_errored=True)
+    else:
+        if tune.Tuner.can_restore(str(experiment)):
+            print(f"error: {experiment} already holds a sweep named {cfg.name!r}; pass --resume to continue it, "
+                  "or choose another name (--set name=...)", file=sys.stderr)
+            return 2
+        scheduler = None
+        if cfg.search.scheduler == "asha" and cfg.train.epochs > 1:
+            scheduler = ASHAScheduler(time_attr="training_iteration", metric="metric", mode="max",
+                                      max_t=cfg.train.epochs, grace_period=min(cfg.search.grace_period,
+                                                                               cfg.train.epochs),
+                                      reduction_factor=2)
+        explicit = smoke_points(cfg) if smoke else grid_points(cfg) if cfg.search.sampler == "grid" else None
+        if explicit is not None:
+            param_space, search_alg, num_samples = {"point": tune.grid_search(explicit)}, None, 1
+        else:
+            param_space, search_alg, num_samples = {}, make_searcher(cfg), cfg.search.num_samples
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+                                        max_concurrent_trials=max_concurrent(cfg, gpu),
+                                        trial_dirname_creator=lambda trial: trial.trial_id,
+                                        trial_name_creator=lambda trial: trial.trial_id),
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir), verbose=1),
+        )
+    grid = tuner.fit()
+    rows = collect_rows(cfg, grid)
+    write_outputs(cfg, sweep_dir, rows)
+    print(f"[{cfg.name}] {len(rows)} trials; results in {sweep_dir}")
+    del ray
+    return 0
+
+
+def _point_of(config: dict[str, Any]) -> dict[str, Any]:
+    return dict(config.get("point", config)) if config else {}
+
+
+def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
+    """One row per trial: id, status, full budget or not, every key of its config, every metric."""
+    rows = []
+    for result in grid:
+        metrics = dict(result.metrics or {})
+        point = _point_of(result.config or {})
+        trial_cfg = with_values(cfg, point)
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        full = bool(metrics.get("full_budget")) and result.error is None
+        status = "error" if result.error is not None else ("complete" if full else "stopped")
+        row: dict[str, Any] = {"trial_id": trial_id, "status": status, "full_budget": full}
+        for key in scalar_keys():
+            if key.startswith(("search.", "tracking.")) or key in ("results_dir",):
+                continue
+            value = trial_cfg.get(key)
+            row[key] = value if not isinstance(value, list) else ",".join(map(str, value))
+        row["searched"] = ",".join(sorted(point))
+        row["task"] = cfg.task
+        for key, value in metrics.items():
+            if key in METRIC_COLUMNS or (isinstance(value, (int, float)) and key in _task_metric_names(cfg)):
+                row[key] = value
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.sort_values("trial_id").reset_index(drop=True) if len(frame) else frame
+
+
+@functools.cache
+def _task_metric_names_of(task: str) -> tuple[str, ...]:
+    from orchestrator.tasks import get_task
+
+    spec = get_task(task)
+    return tuple(spec.metric_names) + (spec.primary_metric,)
+
+
+def _task_metric_names(cfg: Config) -> tuple[str, ...]:
+    return _task_metric_names_of(cfg.task)
+
+
+def front_of(cfg: Config, trials: pd.DataFrame) -> pd.DataFrame:
+    """The non-dominated full-budget trials under the sweep's objectives."""
+    pairs = objective_pairs(cfg)
+    names = [m for m, _ in pairs]
+    done = trials[trials["full_budget"].astype(bool)] if len(trials) else trials
+    done = done.dropna(subset=[n for n in names if n in done.columns])
+    if len(done) == 0 or any(n not in done.columns for n in names):
+        return done.iloc[0:0]
+    mask = pareto_mask(done[names].to_numpy(dtype=float), [d for _, d in pairs])
+    return done[mask].sort_values(names[0], ascending=pairs[0][1] == "min")
+
+
+def write_outputs(cfg: Config, sweep_dir: Path, trials: pd.DataFrame) -> None:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_csv(trials, sweep_dir / "trials.csv")
+    front = front_of(cfg, trials)
+    _atomic_csv(front, sweep_dir / "pareto.csv")
+    (sweep_dir / "pareto.md").write_text(pareto_markdown(cfg, front, trials))
+    if len(trials):
+        plot_front(cfg, trials, front, sweep_dir / "pareto.png")
+
+
+def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def pareto_markdown(cfg: Config, front: pd.DataFrame, trials: pd.DataFrame) -> str:
+    pairs = objective_pairs(cfg)
+    lines = [f"# Pareto front: {cfg.name}", "",
+             f"Task {cfg.task}, model {Path(cfg.model).name}; objectives "
+             + ", ".join(f"{m} ({d})" for m, d in pairs)
+             + f". {len(front)} of {int(trials['full_budget'].sum()) if len(trials) else 0} full-budget trials "
+             f"({len(trials)} in all) are non-dominated.", ""]
+    searched = sorted({k for s in trials.get("searched", pd.Series(dtype=str)).dropna() for k in s.split(",") if k})
+    cols = ["trial_id", "method.name"] + [k for k in searched if k != "method.name"]
+    cols += ["metric", "params", "params_kept_pct", "flops", "flops_kept_pct"]
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "---|" * len(cols))
+    for _, row in front.iterrows():
+        cells = []
+        for c in cols:
+            if c == "params_kept_pct":
+                value = 100 * row["params"] / row["base_params"]
+            elif c == "flops_kept_pct":
+                value = 100 * row["flops"] / row["base_flops"]
+            else:
+                value = row.get(c, "")
+            if isinstance(value, float) and not np.isnan(value):
+                value = f"{value:.4g}" if c not in ("params_kept_pct", "flops_kept_pct") else f"{value:.1f}"
+            elif isinstance(value, float):
+                value = ""
+            cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_front(cfg: Config, trials: pd.DataFrame, front: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    have = trials.dropna(subset=[c for c in ("metric", "params", "flops") if c in trials.columns])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, cost in zip(axes, ("params", "flops"), strict=True):
+        if cost not in have.columns:
+            continue
+        for method, group in have.groupby("method.name"):
+            style = {"marker": "*", "s": 120} if method in ("fft", "lora") else {"marker": "o", "s": 30}
+            ax.scatter(group[cost], group["metric"], label=method, alpha=0.6, **style)
+        if len(front) and cost in front.columns:
+            f = front.sort_values(cost)
+            ax.plot(f[cost], f["metric"], "k--", lw=1)
+            ax.scatter(f[cost], f["metric"], facecolors="none", edgecolors="k", s=90, label="Pareto front")
+        if "base_" + cost in have.columns and len(have):
+            ax.axvline(have["base_" + cost].iloc[0], color="grey", lw=0.8, ls=":", label=f"uncompressed {cost}")
+        ax.set_xscale("log")
+        ax.set_xlabel(cost + (" (forward, one example)" if cost == "flops" else " (deployable model)"))
+        ax.set_ylabel(f"{cfg.task} {trials['metric_name'].dropna().iloc[0] if 'metric_name' in trials and trials['metric_name'].notna().any() else 'metric'}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{cfg.name}: metric against parameters and FLOPs")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

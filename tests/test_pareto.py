@@ -1,0 +1,45 @@
+"""Pareto front and hypervolume on hand-built points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.pareto import hypervolume, pareto_mask
+
+
+def test_front_mixes_max_and_min() -> None:
+    # (accuracy up, params down)
+    pts = np.array([[0.90, 100], [0.85, 50], [0.80, 60], [0.90, 120], [0.70, 10]])
+    assert pareto_mask(pts, ["max", "min"]).tolist() == [True, True, False, False, True]
+
+
+def test_duplicates_and_ties_are_all_kept_single_point_is_front() -> None:
+    pts = np.array([[1.0, 1.0], [1.0, 1.0], [0.5, 2.0]])
+    assert pareto_mask(pts, ["min", "min"]).tolist() == [True, True, True]
+    assert pareto_mask(np.array([[3.0, 4.0]]), ["max", "min"]).tolist() == [True]
+
+
+def test_nan_rows_are_refused_with_their_index() -> None:
+    with pytest.raises(ValueError, match=r"rows \[1\]"):
+        pareto_mask(np.array([[1.0, 2.0], [np.nan, 1.0]]), ["max", "min"])
+
+
+def test_hypervolume_2d_by_hand() -> None:
+    # minimise both, reference (4, 4): points (1,3), (2,2), (3,1) -> 3 + 2 + 1 = 6 (staircase area)
+    pts = np.array([[1, 3], [2, 2], [3, 1], [3.5, 3.5]])
+    assert hypervolume(pts, ["min", "min"], [4, 4]) == pytest.approx(6.0)
+    # the same front with the first objective maximised: negate it by hand
+    assert hypervolume(pts * [-1, 1], ["max", "min"], [-4, 4]) == pytest.approx(6.0)
+    acc = np.array([[0.9, 100.0], [0.8, 50.0]])
+    # reference accuracy 0.5, params 200: (0.9-0.5)*(200-100) + (0.8-0.5)*(100-50) = 40 + 15
+    assert hypervolume(acc, ["max", "min"], [0.5, 200.0]) == pytest.approx(55.0)
+
+
+def test_hypervolume_3d_by_hand_and_points_beyond_reference() -> None:
+    unit = np.array([[0.0, 0.0, 0.0]])
+    assert hypervolume(unit, ["min"] * 3, [1, 1, 1]) == pytest.approx(1.0)
+    two = np.array([[0.0, 0.0, 0.5], [0.5, 0.5, 0.0]])
+    # box A: 1*1*0.5 = 0.5; box B: 0.5*0.5*1 = 0.25; overlap: 0.5*0.5*0.5 = 0.125
+    assert hypervolume(two, ["min"] * 3, [1, 1, 1]) == pytest.approx(0.625)
+    assert hypervolume(np.array([[2.0, 0.0]]), ["min", "min"], [1, 1]) == 0.0
