@@ -51,7 +51,7 @@ def lora_target_modules(model: nn.Module, override: Sequence[str] | None = None)
     model_type = _model_type(model)
     if override is not None:
         targets = list(override)
-        source = f"method.lora_targets={targets}"
+        source = f"method.target_modules={targets}"
     elif model_type in LORA_TARGETS:
         targets = list(LORA_TARGETS[model_type])
         source = f"the default targets {targets} for model type {model_type!r}"
@@ -59,10 +59,10 @@ def lora_target_modules(model: nn.Module, override: Sequence[str] | None = None)
         known = ", ".join(sorted(LORA_TARGETS))
         raise ValueError(
             f"no default LoRA target modules for model type {model_type!r} (known: {known}); "
-            "set method.lora_targets to the names of its attention projections, e.g. [query, value]"
+            "set method.target_modules to the names of its attention projections, e.g. [query, value]"
         )
     if not targets:
-        raise ValueError("method.lora_targets is empty; name at least one module, e.g. [query, value]")
+        raise ValueError("method.target_modules is empty; name at least one module, e.g. [query, value]")
 
     names = [name for name, _ in model.named_modules()]
     missing = [t for t in targets if not any(_matches(name, t) for name in names)]
@@ -71,7 +71,7 @@ def lora_target_modules(model: nn.Module, override: Sequence[str] | None = None)
             {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
         )
         raise ValueError(
-            f"{source}: {missing} match no module of this model; set method.lora_targets to some of "
+            f"{source}: {missing} match no module of this model; set method.target_modules to some of "
             f"its linear layers: {leaves}"
         )
     return targets
@@ -95,6 +95,25 @@ def head_module_names(model: nn.Module) -> list[str]:
     ]
 
 
+def lora_rank_problem(model: nn.Module, rank: int, target_names: Sequence[str]) -> str | None:
+    """Why `rank` does not fit the target layers (None if it does). Works on a meta-device model."""
+    # A rank above min(in, out) adds parameters without adding expressiveness (BA is at most
+    # min(in, out)-rank), and is almost always a mistaken config value.
+    smallest = min(
+        (min(m.weight.shape), name)
+        for name, m in model.named_modules()
+        if any(_matches(name, t) for t in target_names)
+        and getattr(m, "weight", None) is not None
+        and m.weight.dim() == 2
+    )
+    if rank > smallest[0]:
+        return (
+            f"method.rank={rank} is larger than the smallest dimension ({smallest[0]}) of the target "
+            f"layer {smallest[1]!r}; choose method.rank <= {smallest[0]}"
+        )
+    return None
+
+
 def attach_lora(
     model: nn.Module,
     rank: int,
@@ -114,20 +133,9 @@ def attach_lora(
     target_names = lora_target_modules(model, targets)
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"method.rank must be an integer >= 1, got {rank!r}")
-    # A rank above min(in, out) adds parameters without adding expressiveness (BA is at most
-    # min(in, out)-rank), and is almost always a mistaken config value.
-    smallest = min(
-        (min(m.weight.shape), name)
-        for name, m in model.named_modules()
-        if any(_matches(name, t) for t in target_names)
-        and getattr(m, "weight", None) is not None
-        and m.weight.dim() == 2
-    )
-    if rank > smallest[0]:
-        raise ValueError(
-            f"method.rank={rank} is larger than the smallest dimension ({smallest[0]}) of the target "
-            f"layer {smallest[1]!r}; choose method.rank <= {smallest[0]}"
-        )
+    problem = lora_rank_problem(model, rank, target_names)
+    if problem:
+        raise ValueError(problem)
 
     heads = head_module_names(model)
     config = LoraConfig(

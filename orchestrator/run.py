@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -50,17 +51,21 @@ def preflight(cfg: Config) -> None:
     if "pc_lora" in methods:
         model = _meta_model(cfg.model, cfg.task)
         for msg in pc_lora.rank_errors(model, max(ranks), target_patterns=cfg.method.target_modules):
-            problems.append(f"method.rank: {msg}")
-    if "lora" in methods:
-        model = _meta_model(cfg.model, cfg.task)
-        biggest = max(ranks)
-        for name in baselines.lora_target_modules(model, cfg.method.target_modules):
-            layer = model.get_submodule(name)
-            limit = min(layer.in_features, layer.out_features)
-            if biggest > limit:
-                problems.append(f"method.rank: {biggest} is larger than layer {name!r} "
-                                f"({layer.out_features}x{layer.in_features}) allows; choose a rank <= {limit}")
-                break
+            problems.append(msg)
+    if methods & {"lora", "kd_lora"}:
+        # KD-LoRA students share the teacher's width when cut from it; another checkpoint is checked here too.
+        refs = [cfg.model] if "lora" in methods or not cfg.method.student else []
+        refs += [cfg.method.student] if "kd_lora" in methods and cfg.method.student else []
+        for ref in refs:
+            model = _meta_model(ref, cfg.task)
+            try:
+                targets = baselines.lora_target_modules(model, cfg.method.target_modules)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            problem = baselines.lora_rank_problem(model, max(ranks), targets)
+            if problem:
+                problems.append(problem)
     if problems:
         raise ConfigError(problems)
 
@@ -117,9 +122,12 @@ def ensure_teacher(cfg: Config) -> Path:
 def ensure_ray(cfg: Config) -> None:
     import ray
 
-    if not ray.is_initialized():
-        # An address in RAY_ADDRESS (e.g. under `ray job submit`) joins that cluster; otherwise local.
-        ray.init(log_to_driver=True, include_dashboard=False, configure_logging=False)
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):  # under `ray job submit`, or a user pointing at a cluster
+        ray.init()
+    else:  # a local Ray for this process; the dashboard is not needed for a local sweep
+        ray.init(include_dashboard=False)
 
 
 def use_gpu(cfg: Config) -> bool:

@@ -1,0 +1,113 @@
+"""`python -m orchestrator.sweep` end to end on CPU: the smoke sweep, the Pareto files, resuming after
+the driver is killed, and the same sweep submitted with `ray job submit` to a cluster the test starts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from orchestrator.pareto import pareto_mask
+from tests.conftest import DATA, MODELS, REPO
+
+pytestmark = pytest.mark.integration
+QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
+
+
+def abs_sets(results: Path) -> list[str]:
+    """Absolute paths, so that the same command works from any working directory (ray job submit)."""
+    return ["--set", f"model={MODELS / 'minilm-l3-h384'}", "--set", f"data_dir={DATA}",
+            "--set", f"results_dir={results}"]
+
+
+def sweep_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.sweep", *args]
+
+
+def check_outputs(sweep_dir: Path, methods: set[str]) -> pd.DataFrame:
+    trials = pd.read_csv(sweep_dir / "trials.csv")
+    assert set(trials["method.name"]) == methods
+    assert trials["trial_id"].is_unique and (trials["status"] == "complete").all()
+    for col in ("metric", "params", "flops", "base_params", "full_budget"):
+        assert trials[col].notna().all(), col
+    # pareto.csv is exactly the front recomputed from trials.csv
+    front = pd.read_csv(sweep_dir / "pareto.csv")
+    done = trials[trials["full_budget"]]
+    mask = pareto_mask(done[["metric", "params"]].to_numpy(float), ["max", "min"])
+    assert sorted(front["trial_id"]) == sorted(done[mask]["trial_id"])
+    assert (sweep_dir / "pareto.png").stat().st_size > 10_000
+    assert "| trial_id |" in (sweep_dir / "pareto.md").read_text()
+    return trials
+
+
+def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) -> None:
+    proc = subprocess.run(sweep_cmd("--config", str(QUICKSTART), "--smoke", *abs_sets(tmp_path)),
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials = check_outputs(tmp_path / "quickstart-smoke", {"pc_lora", "kd_lora"})
+    pc = trials[trials["method.name"] == "pc_lora"].iloc[0]
+    assert pc["params"] < pc["base_params"] and pc["flops"] < pc["base_flops"]
+
+
+def test_driver_killed_then_resume_runs_every_trial_once(tmp_path: Path, shared_models, shared_data) -> None:
+    cfg = yaml.safe_load(QUICKSTART.read_text())
+    cfg.update({"name": "resume", "space": {"method.rank": {"grid": [2, 4, 8]}}})
+    cfg["method"].update({"name": "pc_lora", "kd_weight": 0.0})
+    cfg["train"].update({"epochs": 1, "max_examples": 32, "max_length": 32})
+    cfg["eval"] = {"max_examples": 32}
+    cfg["search"] = {"sampler": "grid", "max_concurrent_trials": 1, "objectives": ["metric:max", "params:min"]}
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    sweep_dir = tmp_path / "resume"
+    proc = subprocess.Popen(sweep_cmd("--config", str(path), *abs_sets(tmp_path)), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(sweep_dir.glob("trials/*/metrics.json"))) >= 1:
+            break
+        time.sleep(1)
+    finished = {p.parent.name: p.stat().st_mtime for p in sweep_dir.glob("trials/*/metrics.json")}
+    assert finished and proc.poll() is None, "the sweep ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, as a lost machine would
+    proc.wait()
+    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120,
+                   env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert not (sweep_dir / "trials.csv").exists()
+    again = subprocess.run(sweep_cmd("--config", str(path), "--resume", *abs_sets(tmp_path)), cwd=REPO,
+                           capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    trials = check_outputs(sweep_dir, {"pc_lora"})
+    assert sorted(trials["method.rank"]) == [2, 4, 8]
+    for trial_id, mtime in finished.items():  # finished trials were not run again
+        assert (sweep_dir / "trials" / trial_id / "metrics.json").stat().st_mtime == mtime
+
+
+@pytest.mark.skipif(shutil.which("ray", path=str(Path(sys.executable).parent)) is None, reason="no ray CLI")
+def test_ray_job_submit_to_a_started_cluster(tmp_path: Path, shared_models, shared_data) -> None:
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
+    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120, env=env)
+    start = subprocess.run(["ray", "start", "--head", "--num-cpus", "2", "--dashboard-host", "127.0.0.1",
+                            "--dashboard-port", "8265", "--disable-usage-stats"],
+                           capture_output=True, text=True, timeout=180, env=env)
+    assert start.returncode == 0, start.stderr[-3000:]
+    try:
+        job = subprocess.run(["ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir", ".",
+                              "--", "python", "-m", "orchestrator.sweep", "--config",
+                              "search_spaces/quickstart.yaml", "--smoke", *abs_sets(tmp_path)],
+                             cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+        assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
+        assert "succeeded" in job.stdout.lower()
+    finally:
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120, env=env)
+    check_outputs(tmp_path / "quickstart-smoke", {"pc_lora", "kd_lora"})
+    assert np.isfinite(pd.read_csv(tmp_path / "quickstart-smoke" / "trials.csv")["metric"]).all()
