@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from transformers import get_linear_schedule_with_warmup
 
 from methods import accounting, baselines, kd_lora, pc_lora
+from orchestrator import tracking
 from orchestrator.config import Config, config_from_dict
 from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_task, load_model
 
@@ -208,6 +209,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     out_dir = Path(loop_config["out_dir"])
     teacher_dir = loop_config.get("teacher_dir")
     emit_train_logits = loop_config.get("emit_train_logits", False)
+    run_id = loop_config.get("mlflow_run_id")
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -313,6 +315,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                                     "train_seconds": time.perf_counter() - start_time})
                     write_metrics(out_dir, metrics)
             ray.train.report(metrics, checkpoint=ckpt)
+        if rank == 0 and run_id:
+            tracking.log_metrics(cfg, run_id, metrics, step=epoch + 1)
         _maybe_die_for_test(rank, epoch)
 
 

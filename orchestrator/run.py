@@ -138,14 +138,18 @@ def use_gpu(cfg: Config) -> bool:
     return bool(cfg.resources.use_gpu)
 
 
-def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits: bool = False) -> dict[str, Any]:
+def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits: bool = False,
+        parent_run_id: str | None = None) -> dict[str, Any]:
     """Train `cfg` with `resources.workers` Ray Train workers; writes out_dir/{config.yaml, metrics.json, model/}.
 
     Returns metrics.json. Inside a Tune trial (`in_tune`) every epoch's report is forwarded to Tune.
+    The run is logged to MLflow (a child of `parent_run_id` when given): params, per-epoch curves
+    (from rank 0), the final metrics and, with tracking.log_models, the deployable model.
     """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from orchestrator import tracking
     from orchestrator.loop import train_worker
 
     ensure_ray(cfg)
@@ -153,6 +157,8 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(dump_yaml(cfg))
     teacher_dir = str(ensure_teacher(cfg)) if cfg.method.name == "kd_lora" else None
+    run_id = tracking.start_run(cfg, run_name=out_dir.name, parent_run_id=parent_run_id,
+                                tags={"trial_id": out_dir.name, "full_budget": "false"})
     gpu = use_gpu(cfg)
     per_worker = {"CPU": cfg.resources.cpus_per_worker}
     if gpu:
@@ -165,14 +171,23 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"config": cfg.to_dict(), "out_dir": str(out_dir), "teacher_dir": teacher_dir,
-                           "emit_train_logits": emit_train_logits},
+                           "emit_train_logits": emit_train_logits, "mlflow_run_id": run_id},
         scaling_config=ScalingConfig(num_workers=cfg.resources.workers, use_gpu=gpu, resources_per_worker=per_worker),
         run_config=RunConfig(name=out_dir.name, storage_path=str(out_dir / "ray"),
                              failure_config=FailureConfig(max_failures=2), callbacks=callbacks),
     )
     started = time.perf_counter()
-    trainer.fit()
+    try:
+        trainer.fit()
+    except BaseException:
+        tracking.finish_run(cfg, run_id, "FAILED")
+        raise
     metrics = json.loads((out_dir / "metrics.json").read_text())
     metrics["wall_seconds"] = time.perf_counter() - started
+    tracking.log_metrics(cfg, run_id, {**metrics, "wall_seconds": metrics["wall_seconds"]}, step=metrics["epoch"])
+    tracking.set_tags(cfg, run_id, {"full_budget": "true"})
+    tracking.log_artifacts(cfg, run_id, [out_dir / "metrics.json", out_dir / "config.yaml"])
+    if cfg.tracking.log_models:
+        tracking.log_artifacts(cfg, run_id, [out_dir / "model"], artifact_path="model")
+    tracking.finish_run(cfg, run_id)
     return metrics
-

@@ -798,7 +798,9 @@ def build_dataset(task: TaskSpec, split: str, *, model_name_or_path: str,
             table = _MEMO.get(key)
         if table is None:
             ds = stratified_subset(load_split(task, split, data_dir), max_examples, seed)
-            table = ds.with_format("arrow")[:]
+            # One contiguous chunk: a selection is a view whose every chunk keeps the whole file's
+            # buffers alive, and pickling it (DataLoader spawn workers) copies them once per chunk.
+            table = ds.with_format("arrow")[:].combine_chunks()
             with _MEMO_LOCK:
                 _MEMO[key] = table
         return ImageDataset(table, augment=augment and train), ImageCollator(processor)

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchestrator.config import Config, config_from_dict, objective_pairs, scalar_keys, with_values
-from orchestrator.pareto import pareto_mask
-from orchestrator.search import METHOD_KEY, applies, grid_points, sample_point
+from orchestrator import tracking
+from orchestrator.config import Config, config_from_dict, dump_yaml, objective_pairs, scalar_keys, with_values
+from orchestrator.pareto import hypervolume, pareto_mask
+from orchestrator.search import METHOD_KEY, applies, describe_space, grid_points, sample_point
 
 TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
 # What metrics.json reports per trial (the task's own metrics are added from the results).
@@ -49,7 +50,7 @@ def smoke_points(cfg: Config) -> list[dict[str, Any]]:
     return points
 
 
-def run_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
+def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str | None = None) -> None:
     """One Tune trial: the sweep's config with this trial's point, fitted by one TorchTrainer."""
     from ray import tune
 
@@ -58,7 +59,7 @@ def run_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
     point = config.get("point", config)
     cfg = with_values(config_from_dict(base), point)
     trial_id = tune.get_context().get_trial_id()
-    fit(cfg, Path(cfg.results_dir) / cfg.name / "trials" / trial_id, in_tune=True)
+    fit(cfg, Path(cfg.results_dir) / cfg.name / "trials" / trial_id, in_tune=True, parent_run_id=parent_run_id)
 
 
 def max_concurrent(cfg: Config, gpu: bool) -> int:
@@ -94,7 +95,6 @@ def make_searcher(cfg: Config) -> Any:
 
 
 def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -107,8 +107,15 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     experiment = sweep_dir / TUNE_DIR
     ensure_ray(cfg)
     gpu = use_gpu(cfg)
+    parent_run_id = tracking.find_run(cfg, "sweep_role", "parent") if resume else None
+    if parent_run_id is None:
+        parent_run_id = tracking.start_run(cfg, run_name=cfg.name, tags={"sweep_role": "parent"})
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / "sweep.yaml").write_text(dump_yaml(cfg) + "\n# search space\n"
+                                              + "".join(f"# {line}\n" for line in describe_space(cfg)))
+        tracking.log_artifacts(cfg, parent_run_id, [sweep_dir / "sweep.yaml"])
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=cfg.to_dict()),
+        tune.with_parameters(run_trial, base=cfg.to_dict(), parent_run_id=parent_run_id),
         # The trial function only drives its TorchTrainer, whose workers hold the CPUs/GPUs; a trial
         # taking 1 CPU of its own would deadlock a 2-core machine (STACK.md).
         {"cpu": 0, "memory": 1})
@@ -142,14 +149,81 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
                                         max_concurrent_trials=max_concurrent(cfg, gpu),
                                         trial_dirname_creator=lambda trial: trial.trial_id,
                                         trial_name_creator=lambda trial: trial.trial_id),
-            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir), verbose=1),
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir), verbose=1,
+                                      callbacks=[ParentRunCallback(cfg, parent_run_id)]),
         )
     grid = tuner.fit()
     rows = collect_rows(cfg, grid)
     write_outputs(cfg, sweep_dir, rows)
-    print(f"[{cfg.name}] {len(rows)} trials; results in {sweep_dir}")
-    del ray
+    close_parent_run(cfg, parent_run_id, sweep_dir, rows)
+    print(f"[{cfg.name}] {len(rows)} trials ({int(rows['full_budget'].sum()) if len(rows) else 0} full budget); "
+          f"results in {sweep_dir}")
     return 0
+
+
+def reference_point(cfg: Config, trials: pd.DataFrame) -> list[float]:
+    """Hypervolume reference: 0 for a maximised metric (chance-level scores sit above it for every
+    task but CoLA/STS-B correlations, which are clipped there); the uncompressed model's size for
+    params/FLOPs (a model no smaller than the original earns nothing); else 1.1 x the worst value."""
+    ref = []
+    for metric, direction in objective_pairs(cfg):
+        if direction == "max":
+            ref.append(0.0)
+        elif f"base_{metric}" in trials.columns and trials[f"base_{metric}"].notna().any():
+            ref.append(float(trials[f"base_{metric}"].max()))
+        else:
+            ref.append(1.1 * float(trials[metric].max()))
+    return ref
+
+
+def front_summary(cfg: Config, trials: pd.DataFrame) -> dict[str, float]:
+    """Best value of each objective over full-budget trials, and the front's hypervolume (2-3 objectives)."""
+    done = trials[trials["full_budget"].astype(bool)] if len(trials) else trials
+    pairs = objective_pairs(cfg)
+    names = [m for m, _ in pairs]
+    if len(done) == 0 or any(n not in done.columns for n in names):
+        return {}
+    done = done.dropna(subset=names)
+    out = {f"best_{m}": float(done[m].max() if d == "max" else done[m].min()) for m, d in pairs}
+    if len(pairs) in (2, 3):
+        out["hypervolume"] = hypervolume(done[names].to_numpy(float), [d for _, d in pairs],
+                                         reference_point(cfg, done))
+    out["full_budget_trials"] = float(len(done))
+    return out
+
+
+class ParentRunCallback:
+    """Updates the sweep's parent MLflow run as trials finish: best objectives and hypervolume grow."""
+
+    def __new__(cls, *args: Any, **kwargs: Any):  # subclass ray's Callback lazily (Ray imported late)
+        from ray.tune import Callback
+
+        class _Callback(Callback):
+            def __init__(self, cfg: Config, parent_run_id: str) -> None:
+                self.cfg, self.parent_run_id = cfg, parent_run_id
+
+            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                rows = [{**(t.last_result or {}), "full_budget": bool((t.last_result or {}).get("full_budget"))}
+                        for t in trials if t.status == "TERMINATED" or t is trial]
+                summary = front_summary(self.cfg, pd.DataFrame(rows))
+                if summary:
+                    tracking.log_metrics(self.cfg, self.parent_run_id, summary, step=len(rows))
+
+        return _Callback(*args, **kwargs)
+
+
+def close_parent_run(cfg: Config, parent_run_id: str, sweep_dir: Path, trials: pd.DataFrame) -> None:
+    """Final front metrics and files on the parent run; child runs that ASHA stopped are closed as KILLED."""
+    summary = front_summary(cfg, trials)
+    if summary:
+        tracking.log_metrics(cfg, parent_run_id, summary, step=len(trials))
+    tracking.log_artifacts(cfg, parent_run_id, [sweep_dir / n for n in ("trials.csv", "pareto.csv", "pareto.md",
+                                                                        "pareto.png")])
+    for run in tracking.child_runs(cfg, parent_run_id):
+        if run.info.status == "RUNNING":
+            tracking.set_tags(cfg, run.info.run_id, {"full_budget": "false", "stopped_early": "true"})
+            tracking.finish_run(cfg, run.info.run_id, "KILLED")
+    tracking.finish_run(cfg, parent_run_id)
 
 
 def _point_of(config: dict[str, Any]) -> dict[str, Any]:

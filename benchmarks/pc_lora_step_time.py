@@ -1,0 +1,105 @@
+"""Training-step time of a PC-LoRA model while λ > 0 and after λ reaches 0 (W x + b skipped).
+
+    python benchmarks/pc_lora_step_time.py [--model DIR] [--rank 32] [--batch 16] [--seq-len 128]
+
+One step = forward, backward and AdamW update of the adapters and head, on the CPU. The
+conditions run interleaved, one step each per round, so that drifts of the machine (turbo,
+other load) hit all of them alike. With kd_weight > 0 the step also runs the teacher forward
+(teacher_forward, the same weights at λ = 1), which still needs W after λ reaches 0. Prints a
+markdown table and writes it to benchmarks/results/pc_lora_step_time.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+from methods import pc_lora
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-l6-h384"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "pc_lora_step_time.md"
+CONDITIONS = [(0.5, 0.0), (0.0, 0.0), (0.5, 0.5), (0.0, 0.5)]  # (λ, kd_weight)
+
+
+def step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict, lam: float, kd_weight: float
+) -> float:
+    start = time.perf_counter()
+    pc_lora.set_lambda(model, lam)
+    teacher = pc_lora.teacher_forward(model, **batch) if kd_weight > 0 else None
+    out = model(**batch, output_hidden_states=kd_weight > 0)
+    t_hidden = teacher.hidden_states[1:] if teacher is not None else ()
+    s_hidden = out.hidden_states[1:] if teacher is not None else ()
+    loss = pc_lora.loss(out.loss, s_hidden, t_hidden, kd_weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads; default: torch's choice")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
+    pc_lora.attach(model, args.rank)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    vocab = model.config.vocab_size
+    ids = torch.randint(1000, vocab, (args.batch, args.seq_len))
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": torch.randint(0, 2, (args.batch,)),
+    }
+
+    times: dict[tuple[float, float], list[float]] = {c: [] for c in CONDITIONS}
+    for round_ in range(args.warmup + args.rounds):
+        for lam, kd in CONDITIONS:
+            seconds = step(model, opt, batch, lam, kd)
+            if round_ >= args.warmup:
+                times[(lam, kd)].append(seconds)
+
+    median = {c: statistics.median(t) for c, t in times.items()}
+    rows = [
+        f"PC-LoRA training step of `{args.model.name}`, rank {args.rank}, batch {args.batch} x seq "
+        f"{args.seq_len}, CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads); median of {args.rounds} steps per "
+        f"condition after {args.warmup} warm-up rounds, conditions interleaved.\n",
+        "| kd_weight | λ = 0.5 (s/step) | λ = 0, W skipped (s/step) | ratio λ=0 / λ>0 | min λ>0 | min λ=0 |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kd in (0.0, 0.5):
+        on, off = times[(0.5, kd)], times[(0.0, kd)]
+        rows.append(
+            f"| {kd} | {median[(0.5, kd)]:.3f} | {median[(0.0, kd)]:.3f} "
+            f"| {median[(0.0, kd)] / median[(0.5, kd)]:.2f} | {min(on):.3f} | {min(off):.3f} |"
+        )
+    table = "\n".join(rows) + "\n"
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""MLflow tracking: one experiment per sweep, a parent run per sweep, a nested child run per trial.
+
+Logged with the MLflow client from our own code, not Ray's MLflowLoggerCallback, which turns strings
+that parse as numbers into metrics and has no nesting (../shared/notes/STACK.md). The embedded
+default is an sqlite database under results/; any URI an MLflow client takes works (`tracking.uri`
+or MLFLOW_TRACKING_URI), e.g. a tracking server.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import Config
+
+DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+
+
+def tracking_uri(cfg: Config) -> str:
+    if cfg.tracking.uri:
+        return cfg.tracking.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(cfg.results_dir).resolve() / DB_FILE}"
+
+
+def client(cfg: Config) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri(cfg))
+
+
+def experiment_id(cfg: Config, name: str | None = None) -> str:
+    """The experiment named after the sweep (created on first use)."""
+    name = name or cfg.name
+    c = client(cfg)
+    found = c.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri(cfg).startswith("sqlite:"):  # keep artifacts beside the database, not in the cwd
+        location = (Path(cfg.results_dir).resolve() / ARTIFACTS_DIR).as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # another trial created it first
+        return c.get_experiment_by_name(name).experiment_id
+
+
+def flat_params(cfg: Config) -> dict[str, str]:
+    """Every fixed or searched key of a config as an MLflow param (dotted names, each once)."""
+    from orchestrator.config import scalar_keys
+
+    params = {}
+    for key in scalar_keys():
+        if key.startswith(("search.", "tracking.")):
+            continue
+        value = cfg.get(key)
+        params[key] = "null" if value is None else (",".join(map(str, value)) if isinstance(value, list) else str(value))
+    return params
+
+
+def numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+
+
+def start_run(cfg: Config, *, run_name: str, parent_run_id: str | None = None,
+              tags: dict[str, str] | None = None) -> str:
+    from mlflow.entities import Param
+
+    c = client(cfg)
+    all_tags = {"task": cfg.task, "method": cfg.method.name, **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = c.create_run(experiment_id(cfg), run_name=run_name, tags=all_tags)
+    params = [Param(k, v[:6000]) for k, v in flat_params(cfg).items()]
+    for i in range(0, len(params), 100):
+        c.log_batch(run.info.run_id, params=params[i:i + 100])
+    return run.info.run_id
+
+
+def log_metrics(cfg: Config, run_id: str, metrics: dict[str, Any], step: int | None = None) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, v, now, step or 0) for k, v in numeric(metrics).items()]
+    if batch:
+        client(cfg).log_batch(run_id, metrics=batch)
+
+
+def set_tags(cfg: Config, run_id: str, tags: dict[str, Any]) -> None:
+    c = client(cfg)
+    for k, v in tags.items():
+        c.set_tag(run_id, k, str(v))
+
+
+def finish_run(cfg: Config, run_id: str, status: str = "FINISHED") -> None:
+    client(cfg).set_terminated(run_id, status=status)
+
+
+def log_artifacts(cfg: Config, run_id: str, paths: Iterable[Path], artifact_path: str | None = None) -> None:
+    c = client(cfg)
+    for path in paths:
+        if path.is_dir():
+            c.log_artifacts(run_id, str(path), artifact_path=artifact_path or path.name)
+        elif path.is_file():
+            c.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+
+def find_run(cfg: Config, tag: str, value: str) -> str | None:
+    """A run of the sweep's experiment carrying tag=value (e.g. the parent run when resuming)."""
+    c = client(cfg)
+    exp = c.get_experiment_by_name(cfg.name)
+    if exp is None:
+        return None
+    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.{tag} = '{value}'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def child_runs(cfg: Config, parent_run_id: str) -> list[Any]:
+    c = client(cfg)
+    exp = c.get_experiment_by_name(cfg.name)
+    return c.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                         max_results=10_000)
