@@ -857,10 +857,10 @@ def clear_memo() -> None:
 # ------------------------------------------------------------------------------------------------- CLI
 
 def describe(task: TaskSpec, data_dir: str | os.PathLike[str] | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """(the JSON description of `describe --json`, {split: why it is missing}) for a task.
+    """(the JSON of `describe --json`, notes {split: "unlabelled" or why its file is missing}).
 
-    Local copies: splits without a file are left out and reported as missing; any other data problem
-    raises DataError. The hub: every split is loaded.
+    Local copies: splits without a file are left out of "splits" and noted; any other data problem
+    raises DataError. The hub: every split is loaded (datasets caches the download).
     """
     sizes: dict[str, int] = {}
     unlabelled: list[str] = []

@@ -288,6 +288,37 @@ def write_outputs(cfg: Config, sweep_dir: Path, trials: pd.DataFrame) -> None:
     (sweep_dir / "pareto.md").write_text(pareto_markdown(cfg, front, trials))
     if len(trials):
         plot_front(cfg, trials, front, sweep_dir / "pareto.png")
+    if cfg.search.seeds and len(trials):
+        (sweep_dir / "ablation.md").write_text(ablation_markdown(cfg, trials))
+
+
+def ablation_table(cfg: Config, trials: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std (over seeds) of every objective, per cell of the searched keys, full-budget trials only."""
+    keys = [k for k in cfg.space if k in trials.columns]
+    done = trials[trials["full_budget"].astype(bool)]
+    metrics = [m for m, _ in objective_pairs(cfg) if m in done.columns]
+    grouped = done.groupby(keys, dropna=False)[metrics]
+    table = grouped.agg(["mean", "std", "count"])
+    table.columns = [f"{m}_{stat}" for m, stat in table.columns]
+    return table.reset_index()
+
+
+def ablation_markdown(cfg: Config, trials: pd.DataFrame) -> str:
+    table = ablation_table(cfg, trials)
+    keys = [k for k in cfg.space if k in table.columns]
+    metrics = [m for m, _ in objective_pairs(cfg) if f"{m}_mean" in table.columns]
+    lines = [f"# Ablation: {cfg.name}", "",
+             f"Task {cfg.task}, model {Path(cfg.model).name}; mean ± std over seeds {cfg.search.seeds} "
+             "(full-budget trials; n = trials per cell).", "",
+             "| " + " | ".join(keys + metrics + ["n"]) + " |", "|" + "---|" * (len(keys) + len(metrics) + 1)]
+    for _, row in table.iterrows():
+        cells = [str(row[k]) for k in keys]
+        for m in metrics:
+            std = row[f"{m}_std"]
+            cells.append(f"{row[f'{m}_mean']:.4g} ± {0.0 if pd.isna(std) else std:.2g}")
+        cells.append(str(int(row[f"{metrics[0]}_count"])) if metrics else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -43,3 +43,26 @@ def test_hypervolume_3d_by_hand_and_points_beyond_reference() -> None:
     # box A: 1*1*0.5 = 0.5; box B: 0.5*0.5*1 = 0.25; overlap: 0.5*0.5*0.5 = 0.125
     assert hypervolume(two, ["min"] * 3, [1, 1, 1]) == pytest.approx(0.625)
     assert hypervolume(np.array([[2.0, 0.0]]), ["min", "min"], [1, 1]) == 0.0
+
+
+def test_ablation_table_mean_and_std_per_cell() -> None:
+    import pandas as pd
+
+    from orchestrator.config import Config
+    from orchestrator.tune import ablation_markdown, ablation_table
+
+    cfg = Config()
+    cfg.space = {"method.decay_schedule": {"grid": ["sine", "linear"]}}
+    cfg.search.seeds = [0, 1]
+    trials = pd.DataFrame({
+        "method.decay_schedule": ["sine", "sine", "linear", "linear", "linear"],
+        "train.seed": [0, 1, 0, 1, 2],
+        "metric": [0.8, 0.9, 0.6, 0.7, 0.1],
+        "params": [10, 10, 10, 10, 10],
+        "full_budget": [True, True, True, True, False],  # the stopped trial does not count
+    })
+    table = ablation_table(cfg, trials).set_index("method.decay_schedule")
+    assert table.loc["sine", "metric_mean"] == pytest.approx(0.85)
+    assert table.loc["linear", "metric_std"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+    assert table.loc["linear", "metric_count"] == 2
+    assert "0.85 ± 0.071" in ablation_markdown(cfg, trials)
