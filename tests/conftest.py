@@ -24,3 +24,8 @@ def shared_data() -> Path:
     if not (DATA / "glue" / "SST-2").is_dir():
         pytest.skip(f"offline data not found at {DATA}")
     return DATA
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests that read whole offline datasets (seconds, not milliseconds); deselect with -m "not data".
+    config.addinivalue_line("markers", "data: reads full offline datasets from ../shared/data; slower")
