@@ -157,8 +157,8 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(dump_yaml(cfg))
     teacher_dir = str(ensure_teacher(cfg)) if cfg.method.name == "kd_lora" else None
-    run_id = tracking.start_run(cfg, run_name=out_dir.name, parent_run_id=parent_run_id,
-                                tags={"trial_id": out_dir.name, "full_budget": "false"})
+    run_id = tracking.reopen_or_start_run(cfg, run_name=out_dir.name, parent_run_id=parent_run_id,
+                                          tags={"trial_id": out_dir.name, "full_budget": "false"})
     gpu = use_gpu(cfg)
     per_worker = {"CPU": cfg.resources.cpus_per_worker}
     if gpu:

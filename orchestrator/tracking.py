@@ -56,7 +56,7 @@ def flat_params(cfg: Config) -> dict[str, str]:
 
     params = {}
     for key in scalar_keys():
-        if key.startswith(("search.", "tracking.")):
+        if key.startswith(("search.", "tracking.")) or key == "space":
             continue
         value = cfg.get(key)
         params[key] = "null" if value is None else (",".join(map(str, value)) if isinstance(value, list) else str(value))
@@ -128,3 +128,23 @@ def child_runs(cfg: Config, parent_run_id: str) -> list[Any]:
     exp = c.get_experiment_by_name(cfg.name)
     return c.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
                          max_results=10_000)
+
+
+def close_trial_run(cfg: Config, trial_id: str, metrics: dict[str, Any]) -> None:
+    """Record a trial that finished while nobody was listening (the driver died) and close its run."""
+    run_id = find_run(cfg, "trial_id", trial_id)
+    if run_id is None:
+        return
+    log_metrics(cfg, run_id, metrics, step=int(metrics.get("epoch", 0)))
+    set_tags(cfg, run_id, {"full_budget": "true"})
+    finish_run(cfg, run_id)
+
+
+def reopen_or_start_run(cfg: Config, *, run_name: str, parent_run_id: str | None, tags: dict[str, str]) -> str:
+    """A sweep trial restarted after the driver was lost keeps its one child run."""
+    if parent_run_id:
+        run_id = find_run(cfg, "trial_id", run_name)
+        if run_id is not None:
+            client(cfg).update_run(run_id, status="RUNNING")
+            return run_id
+    return start_run(cfg, run_name=run_name, parent_run_id=parent_run_id, tags=tags)

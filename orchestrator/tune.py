@@ -8,6 +8,7 @@ folders are named by trial id, never timestamps, so `--resume` finds them again.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sys
 from pathlib import Path
@@ -59,7 +60,23 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str |
     point = config.get("point", config)
     cfg = with_values(config_from_dict(base), point)
     trial_id = tune.get_context().get_trial_id()
-    fit(cfg, Path(cfg.results_dir) / cfg.name / "trials" / trial_id, in_tune=True, parent_run_id=parent_run_id)
+    trial_dir = Path(cfg.results_dir) / cfg.name / "trials" / trial_id
+    done = finished_metrics(trial_dir)
+    if done is not None:
+        # Finished before the driver was lost (--resume): report what it wrote instead of training again.
+        tracking.close_trial_run(cfg, trial_id, done)
+        tune.report(done)
+        return
+    fit(cfg, trial_dir, in_tune=True, parent_run_id=parent_run_id)
+
+
+def finished_metrics(trial_dir: Path) -> dict[str, Any] | None:
+    """metrics.json of a trial that ran its full budget (it is written last, atomically), else None."""
+    path = trial_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics if metrics.get("full_budget") else None
 
 
 def max_concurrent(cfg: Config, gpu: bool) -> int:
@@ -238,11 +255,14 @@ def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
         point = _point_of(result.config or {})
         trial_cfg = with_values(cfg, point)
         trial_id = metrics.get("trial_id") or Path(result.path).name
+        on_disk = finished_metrics(Path(cfg.results_dir) / cfg.name / "trials" / trial_id)
+        if on_disk is not None:  # the trial's own record wins over what Tune last saw (driver lost)
+            metrics.update(on_disk)
         full = bool(metrics.get("full_budget")) and result.error is None
         status = "error" if result.error is not None else ("complete" if full else "stopped")
         row: dict[str, Any] = {"trial_id": trial_id, "status": status, "full_budget": full}
         for key in scalar_keys():
-            if key.startswith(("search.", "tracking.")) or key in ("results_dir",):
+            if key.startswith(("search.", "tracking.")) or key in ("results_dir", "space"):
                 continue
             value = trial_cfg.get(key)
             row[key] = value if not isinstance(value, list) else ",".join(map(str, value))

@@ -97,11 +97,11 @@ def test_override_targets():
 
 def test_unknown_model_type_and_bad_override_name_the_key():
     gpt2 = GPT2ForSequenceClassification(GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=100))
-    with pytest.raises(ValueError, match=r"method\.lora_targets") as err:
+    with pytest.raises(ValueError, match=r"method.target_modules") as err:
         lora_target_modules(gpt2)
     assert "gpt2" in str(err.value)
     assert lora_target_modules(gpt2, ["c_attn"]) == ["c_attn"]
-    with pytest.raises(ValueError, match=r"method\.lora_targets.*\['qeury'\]"):
+    with pytest.raises(ValueError, match=r"method.target_modules.*\['qeury'\]"):
         lora_target_modules(tiny("bert"), ["qeury", "value"])
 
 

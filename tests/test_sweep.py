@@ -46,7 +46,28 @@ def check_outputs(sweep_dir: Path, methods: set[str]) -> pd.DataFrame:
     assert sorted(front["trial_id"]) == sorted(done[mask]["trial_id"])
     assert (sweep_dir / "pareto.png").stat().st_size > 10_000
     assert "| trial_id |" in (sweep_dir / "pareto.md").read_text()
+    check_mlflow(sweep_dir, trials)
     return trials
+
+
+def check_mlflow(sweep_dir: Path, trials: pd.DataFrame) -> None:
+    """One parent run per sweep, one finished child run per trial (each trial once), front metrics on the parent."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{sweep_dir.parent / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(sweep_dir.name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(r.data.tags["trial_id"] for r in children) == sorted(trials["trial_id"])
+    assert all(r.info.status == "FINISHED" and r.data.tags["full_budget"] == "true" for r in children)
+    for child in children:
+        row = trials[trials["trial_id"] == child.data.tags["trial_id"]].iloc[0]
+        assert child.data.metrics["metric"] == pytest.approx(row["metric"])
+        assert child.data.params["method.name"] == row["method.name"]
+    assert parents[0].data.metrics["hypervolume"] > 0
+    assert parents[0].info.status == "FINISHED"
 
 
 def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) -> None:
