@@ -358,7 +358,8 @@ def finish(cfg: Config, task: TaskSpec, raw_model: nn.Module, out_dir: Path, tra
     if stored != measured["params"]:
         raise RuntimeError(f"{model_dir} stores {stored} tensor elements but the model has {measured['params']} "
                            "parameters; the saved model would not match metrics.json")
-    return {**measured, "full_budget": True}
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {**measured, "full_budget": True, "device": device_name}
 
 
 def write_metrics(out_dir: Path, metrics: dict[str, Any]) -> None:

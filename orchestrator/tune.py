@@ -26,7 +26,7 @@ TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
 # What metrics.json reports per trial (the task's own metrics are added from the results).
 METRIC_COLUMNS = ("metric_name", "metric", "params", "params_no_embeddings", "base_params",
                   "base_params_no_embeddings", "flops", "base_flops", "trainable_params", "train_seconds",
-                  "world_size", "epoch", "loss", "lambda", "examples_per_s")
+                  "world_size", "epoch", "loss", "lambda", "examples_per_s", "device")
 
 
 def smoke_config(cfg: Config) -> Config:
