@@ -33,7 +33,7 @@ from transformers import get_linear_schedule_with_warmup
 from methods import accounting, baselines, kd_lora, pc_lora
 from orchestrator import tracking
 from orchestrator.config import Config, config_from_dict
-from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_task, load_model
+from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_task, load_model, load_processor
 
 TEACHER_LOGITS_FILE = "train_logits.safetensors"
 STATE_FILE = "state.pt"
@@ -43,10 +43,12 @@ STATE_FILE = "state.pt"
 # What each method changes
 
 
-def student_reference(cfg: Config, teacher_dir: str | None) -> str:
-    """The model whose tokenizer/processor feeds the trained network."""
+def student_reference(cfg: Config) -> str:
+    """The model whose tokenizer/processor feeds the trained network (a cut teacher keeps the teacher's)."""
+    if cfg.method.name == "kd_lora" and cfg.method.student:
+        return cfg.method.student
     if cfg.method.name == "kd_lora":
-        return cfg.method.student or str(Path(teacher_dir or "") / "model")
+        return cfg.method.teacher or cfg.model
     return cfg.model
 
 
@@ -219,7 +221,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     seed_everything(cfg.train.seed)
     start_time = time.perf_counter()
 
-    data_ref = student_reference(cfg, teacher_dir)
+    data_ref = student_reference(cfg)
     cache_dir = str(Path(cfg.results_dir) / ".cache" / "data")
     common = {"data_dir": cfg.data_dir, "max_length": cfg.train.max_length, "seed": cfg.train.seed,
               "cache_dir": cache_dir, "model_name_or_path": data_ref}
@@ -353,6 +355,8 @@ def finish(cfg: Config, task: TaskSpec, raw_model: nn.Module, out_dir: Path, tra
     deployable = deployable_model(cfg, raw_model).cpu().float()
     model_dir = out_dir / "model"
     save_deployable(cfg, deployable, model_dir)
+    # The folder loads on its own (from_pretrained), tokenizer or image processor included.
+    load_processor(student_reference(cfg), task).save_pretrained(model_dir)
     measured = model_accounting(cfg, task, deployable)
     stored = saved_tensor_elements(model_dir)
     if stored != measured["params"]:

@@ -147,6 +147,7 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     (from rank 0), the final metrics and, with tracking.log_models, the deployable model.
     """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.v2.api.config import LoggingConfig
     from ray.train.torch import TorchTrainer
 
     from orchestrator import tracking
@@ -174,7 +175,9 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
                            "emit_train_logits": emit_train_logits, "mlflow_run_id": run_id},
         scaling_config=ScalingConfig(num_workers=cfg.resources.workers, use_gpu=gpu, resources_per_worker=per_worker),
         run_config=RunConfig(name=out_dir.name, storage_path=str(out_dir / "ray"),
-                             failure_config=FailureConfig(max_failures=2), callbacks=callbacks),
+                             failure_config=FailureConfig(max_failures=2), callbacks=callbacks,
+                             # Ray Train's INFO lines repeat every report's metrics; our epoch line says it.
+                             logging_config=LoggingConfig(log_level="WARNING")),
     )
     started = time.perf_counter()
     try:

@@ -124,6 +124,11 @@ def test_kd_lora_trains_the_teacher_once(tmp_path: Path, tiny_bert: Path) -> Non
     assert "fine-tuning the KD-LoRA teacher" not in second.stdout
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert metrics["params"] < metrics["base_params"]  # one layer of two
+    # the deployable student loads on its own, with the tokenizer it was trained with
+    from transformers import AutoTokenizer
+
+    saved = AutoTokenizer.from_pretrained(tmp_path / "b" / "model")
+    assert saved("a fine film")["input_ids"] == AutoTokenizer.from_pretrained(tiny_bert)("a fine film")["input_ids"]
 
 
 def test_killed_worker_resumes_from_its_checkpoint(tmp_path: Path, tiny_bert: Path) -> None:
