@@ -147,8 +147,8 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     (from rank 0), the final metrics and, with tracking.log_models, the deployable model.
     """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.v2.api.config import LoggingConfig
     from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.config import LoggingConfig
 
     from orchestrator import tracking
     from orchestrator.loop import train_worker
