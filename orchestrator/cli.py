@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable
 
 from orchestrator.config import Config, ConfigError, load_config
+from orchestrator.redact import redact
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -22,13 +24,25 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
-    """Run a CLI entry point: bad input ends with its message on stderr and exit status 2."""
+    """Run a CLI entry point: bad input (config or data) ends with its message on stderr and exit status 2.
+
+    What reaches stderr is redacted (passwords and tokens in URIs, secret environment values); an
+    unexpected error still shows its traceback, redacted, with exit status 1.
+    """
     try:
         code = main(argv)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact(f"error: {exc}"), file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
+    except Exception as exc:
+        tasks = sys.modules.get("orchestrator.tasks")  # not imported here: it pulls in torch
+        if tasks is not None and isinstance(exc, tasks.DataError):
+            print(redact(f"error: {exc}"), file=sys.stderr)
+            code = 2
+        else:
+            print(redact(traceback.format_exc()), end="", file=sys.stderr)
+            code = 1
     sys.exit(code)

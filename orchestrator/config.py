@@ -11,8 +11,10 @@ import dataclasses
 import math
 import os
 import re
+import reprlib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -44,6 +46,16 @@ METHOD_SPECIFIC_KEYS = {
     "method.teacher_epochs": ("kd_lora",),
     "method.teacher_lr": ("kd_lora",),
 }
+# Bounds on what a config may hold, so that hostile or mistyped input ends in a clean error instead of
+# an overflow, a file name the OS refuses, or a message megabytes long.
+MAX_STRING = 4096          # PATH_MAX on Linux
+MAX_NAME = 100             # sweep / run names become folder and MLflow experiment names
+MAX_INT = 2**63            # what Optuna, Ray and MLflow store
+MAX_GRID_POINTS = 100_000
+MAX_CONFIG_BYTES = 10 * 2**20
+# Keys that may not be searched: where results go, how they are tracked, and what code may run.
+UNSEARCHABLE_PREFIXES = ("search.", "space.", "tracking.", "resources.")
+UNSEARCHABLE_KEYS = ("name", "results_dir", "trust_remote_code")
 
 
 class ConfigError(ValueError):
@@ -114,6 +126,8 @@ class SearchConfig:
     sampler: str = "nsga2"
     scheduler: str = "asha"
     grace_period: int = 1
+    # ASHA's η: at each rung a trial goes on only if it is in the top 1/η of those recorded there.
+    reduction_factor: float = 2.0
     max_concurrent_trials: int | None = None
     # Ablations: every configuration is repeated once per seed (sets train.seed).
     seeds: list[int] | None = None
@@ -141,6 +155,8 @@ class Config:
     # dotted key -> {kind: args}; see `validate_space`.
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # Lets a hub model run its own Python code (transformers' trust_remote_code); off unless asked for.
+    trust_remote_code: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -154,6 +170,40 @@ class Config:
 
 # ---------------------------------------------------------------------------------------------
 # Typed construction from plain dicts
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 120
+_REPR.maxlist = _REPR.maxdict = _REPR.maxset = _REPR.maxtuple = 6
+_REPR.maxlevel = 2
+
+
+def _show(value: Any) -> str:
+    """A bounded repr for messages: long strings, deep or aliased YAML structures and huge ints stay
+    short, and passwords or tokens are masked (a string before it is cut, so no part of one shows)."""
+    from orchestrator.redact import redact
+
+    try:
+        return redact(_REPR.repr(redact(value) if isinstance(value, str) else value))
+    except (ValueError, RecursionError):  # an int of more than 4300 digits has no repr
+        return f"<{type(value).__name__}>"
+
+
+def _key_text(key: Any) -> str:
+    """A mapping key as messages print it: plain text as is, anything odd (empty, long, not a string) as repr."""
+    if isinstance(key, str) and key.isprintable() and 0 < len(key) <= 80 and ":" not in key and key == key.strip():
+        return key
+    return _show(key)
+
+
+def _why(value: Any) -> str:
+    """Why a value of the right kind was still refused by _coerce."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return " (NaN and infinity are not allowed)"
+    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT <= value < MAX_INT:
+        return " (out of range)"
+    if isinstance(value, str) and (len(value) > MAX_STRING or "\x00" in value):
+        return f" (at most {MAX_STRING} characters, no NUL character)"
+    return ""
 
 
 def _type_name(tp: Any) -> str:
@@ -199,13 +249,17 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
+        return isinstance(value, int) and not isinstance(value, bool) and -MAX_INT <= value < MAX_INT, value
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, float(value)
+            try:
+                converted = float(value)
+            except OverflowError:  # an int too large for a float
+                return False, value
+            return math.isfinite(converted), converted
         return False, value
     if tp is str:
-        return isinstance(value, str), value
+        return isinstance(value, str) and len(value) <= MAX_STRING and "\x00" not in value, value
     return False, value
 
 
@@ -222,16 +276,16 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        problems.append(f"{prefix or 'config'}: expected a mapping of keys, got {type(raw).__name__} "
-                        f"({raw!r}); write it as `key: value` lines")
+        problems.append(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got "
+                        f"{type(raw).__name__} ({_show(raw)}); write it as `key: value` lines")
         return cls()
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
-        dotted = f"{prefix}{key}"
+        dotted = f"{prefix}{_key_text(key)}"
         if key not in names:
-            close = _closest(str(key), names)
+            close = _closest(key, names)
             hint = f"; did you mean '{prefix}{close}'?" if close else ""
             problems.append(f"{dotted}: unknown key{hint} (known keys: {', '.join(names)})")
             continue
@@ -241,15 +295,17 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
             continue
         ok, converted = _coerce(value, tp)
         if not ok:
-            problems.append(f"{dotted}: expected {_type_name(tp)}, got {value!r}")
+            problems.append(f"{dotted}: expected {_type_name(tp)}, got {_show(value)}{_why(value)}")
             continue
         kwargs[key] = converted
     return cls(**kwargs)
 
 
-def _closest(word: str, options: list[str]) -> str | None:
+def _closest(word: Any, options: list[str]) -> str | None:
     import difflib
 
+    if not isinstance(word, str) or len(word) > 200:  # a YAML key may be a number, null, a date, ...
+        return None
     match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return match[0] if match else None
 
@@ -295,13 +351,15 @@ def scalar_keys() -> list[str]:
 def parse_override(text: str) -> tuple[str, Any]:
     """`method.rank=16` -> ("method.rank", 16). Values are YAML scalars, never evaluated as code."""
     if "=" not in text:
-        raise ConfigError([f"--set {text!r}: expected dotted.key=value, e.g. --set method.rank=16"])
+        raise ConfigError([f"--set {_show(text)}: expected dotted.key=value, e.g. --set method.rank=16"])
     key, _, raw = text.partition("=")
     key = key.strip()
     try:
+        # safe_load: YAML tags that build Python objects (!!python/object/apply:...) are refused.
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"--set {key}: cannot read value {raw!r} ({exc.__class__.__name__})"]) from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: 2001-02-30, 5000-digit ints
+        raise ConfigError([f"--set {_key_text(key)}: cannot read value {_show(raw)} "
+                           f"({exc.__class__.__name__}); give a YAML scalar, e.g. 16, 1.0e-4, sine, null"]) from None
     return key, value
 
 
@@ -316,7 +374,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[st
         if key not in known and not key.startswith("space."):
             close = _closest(key, sorted(known))
             hint = f"; did you mean '{close}'?" if close else ""
-            problems.append(f"--set {key}: unknown key{hint}")
+            problems.append(f"--set {_key_text(key)}: unknown key{hint}")
             continue
         if key.startswith("space."):
             raw.setdefault("space", {})
@@ -347,10 +405,10 @@ def _range_problems(cfg: Config) -> list[str]:
         if not cond:
             p.append(msg)
 
-    name_pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-    need(bool(re.match(name_pattern, cfg.name)) and ".." not in cfg.name,
-         f"name: {cfg.name!r} is not a safe folder name; use letters, digits, '.', '_' and '-' "
-         "(no '/', no '..'), e.g. name: sst2-pc-lora")
+    # The name becomes a folder under results_dir and an MLflow experiment: no '/', '..', or empty name.
+    need(is_safe_name(cfg.name),
+         f"name: {_show(cfg.name)} is not a safe folder name; use 1 to {MAX_NAME} letters, digits, '.', '_' "
+         "and '-', starting with a letter or digit (no '/', no '..'), e.g. name: sst2-pc-lora")
     need(m.name in METHODS, f"method.name: unknown method {m.name!r}; choose one of {', '.join(METHODS)}")
     need(m.rank >= 1, f"method.rank: must be at least 1, got {m.rank}")
     need(m.alpha is None or m.alpha > 0, f"method.alpha: must be positive or null, got {m.alpha}")
@@ -391,6 +449,7 @@ def _range_problems(cfg: Config) -> list[str]:
     need(s.scheduler in SCHEDULERS,
          f"search.scheduler: unknown scheduler {s.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     need(s.grace_period >= 1, f"search.grace_period: must be at least 1 epoch, got {s.grace_period}")
+    need(s.reduction_factor > 1, f"search.reduction_factor: must be greater than 1, got {s.reduction_factor}")
     need(s.max_concurrent_trials is None or s.max_concurrent_trials >= 1,
          f"search.max_concurrent_trials: must be at least 1 (or null: from the cluster), got {s.max_concurrent_trials}")
     need(s.seeds is None or len(s.seeds) > 0, "search.seeds: give at least one seed, or null")
@@ -402,15 +461,24 @@ def _range_problems(cfg: Config) -> list[str]:
     return p
 
 
+def is_safe_name(name: str) -> bool:
+    """A sweep or run name that is safe as one folder name: no separators, no '..', not empty."""
+    return (isinstance(name, str) and len(name) <= MAX_NAME and ".." not in name
+            and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) is not None)
+
+
 def objective_pairs(cfg: Config) -> list[tuple[str, str]]:
     return [(o.partition(":")[0], o.partition(":")[2]) for o in cfg.search.objectives]
 
 
 def _check_value(cfg: Config, dotted: str, value: Any) -> list[str]:
     """Problems of `cfg` with `dotted` set to `value` (a candidate of a searched dimension)."""
+    if not (value is None or isinstance(value, (str, int, float, bool))):
+        return ["each value must be a single string, number, true/false or null (what Optuna can "
+                "suggest)"]
     ok, converted = _coerce(value, field_type(dotted))
     if not ok:
-        return [f"expected {_type_name(field_type(dotted))}, got {value!r}"]
+        return [f"expected {_type_name(field_type(dotted))}, got {_show(value)}{_why(value)}"]
     trial = _with_value(cfg, dotted, converted)
     head = dotted + ":"
     return [msg[len(head):].strip() for msg in _range_problems(trial) if msg.startswith(head)]
@@ -437,13 +505,14 @@ def validate_space(cfg: Config) -> list[str]:
     value it can take passes the same checks as a fixed value."""
     p: list[str] = []
     known = set(scalar_keys()) - {"name", "results_dir"}
+    grid_size = 1
     for key, spec in cfg.space.items():
-        where = f"space.{key}"
+        where = f"space.{_key_text(key)}"
         if key not in known:
             close = _closest(key, sorted(known))
             p.append(f"{where}: not a configuration key" + (f"; did you mean '{close}'?" if close else ""))
             continue
-        if key.startswith(("search.", "space.", "tracking.", "resources.")):
+        if key.startswith(UNSEARCHABLE_PREFIXES) or key in UNSEARCHABLE_KEYS:
             p.append(f"{where}: {key} cannot be searched; set it as a fixed value instead")
             continue
         if not isinstance(spec, dict) or len(spec) != 1:
@@ -451,13 +520,14 @@ def validate_space(cfg: Config) -> list[str]:
             continue
         ((kind, args),) = spec.items()
         if kind not in SPACE_KINDS:
-            p.append(f"{where}: unknown kind {kind!r}; use one of {', '.join(SPACE_KINDS)}")
+            p.append(f"{where}: unknown kind {_show(kind)}; use one of {', '.join(SPACE_KINDS)}")
             continue
         if kind in ("choice", "grid"):
             if not isinstance(args, list) or not args:
                 p.append(f"{where}.{kind}: give a non-empty list of values, e.g. [8, 16, 32]")
                 continue
             candidates = args
+            grid_size *= len(args)
         else:
             if (not isinstance(args, list) or len(args) != 2
                     or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)):
@@ -465,42 +535,80 @@ def validate_space(cfg: Config) -> list[str]:
                 continue
             low, high = args
             if kind == "int" and not all(isinstance(a, int) for a in args):
-                p.append(f"{where}.int: bounds must be integers, got {args}")
+                p.append(f"{where}.int: bounds must be integers, got {_show(args)}")
                 continue
             if not low < high:
-                p.append(f"{where}.{kind}: the range [{low}, {high}] is empty or reversed; write [low, high] "
-                         "with low < high")
+                p.append(f"{where}.{kind}: the range [{_show(low)}, {_show(high)}] is empty or reversed; write "
+                         "[low, high] with low < high")
                 continue
             if kind == "loguniform" and low <= 0:
-                p.append(f"{where}.loguniform: bounds must be positive, got {args}")
+                p.append(f"{where}.loguniform: bounds must be positive, got {_show(args)}")
                 continue
             candidates = [low, high]
         for value in candidates:
             for msg in _check_value(cfg, key, value):
-                p.append(f"{where}: value {value!r}: {msg}")
+                p.append(f"{where}: value {_show(value)}: {msg}")
     if cfg.search.sampler == "grid":
-        bad = [k for k, s in cfg.space.items() if isinstance(s, dict) and next(iter(s), None) not in ("grid", "choice")]
+        bad = [_key_text(k) for k, s in cfg.space.items()
+               if isinstance(s, dict) and next(iter(s), None) not in ("grid", "choice")]
         if bad:
             p.append(f"search.sampler: 'grid' needs grid or choice dimensions; {', '.join(bad)} are ranges")
+        elif grid_size * len(cfg.search.seeds or [0]) > MAX_GRID_POINTS:
+            p.append(f"search.sampler: the grid has up to {grid_size * len(cfg.search.seeds or [0]):,} points "
+                     f"(more than {MAX_GRID_POINTS:,}); use fewer values, or sampler: nsga2 / tpe / random")
     return p
+
+
+def _expand(ref: str) -> Path | None:
+    """`ref` as a path with ~ expanded; None when it cannot be one (~unknown-user, a NUL character)."""
+    try:
+        path = Path(ref).expanduser()
+        os.fspath(path).encode()
+    except (RuntimeError, ValueError, OSError, UnicodeError):
+        return None
+    return None if "\x00" in str(path) else path
+
+
+def _is(test: str, path: Path | None) -> bool:
+    """path.exists() / is_dir() / is_file() that says False instead of raising (name too long, ...)."""
+    try:
+        return path is not None and bool(getattr(path, test)())
+    except (OSError, ValueError):
+        return False
 
 
 def is_local_ref(ref: str) -> bool:
     """A model reference names a local folder when it looks like a path or exists on disk."""
-    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or Path(ref).expanduser().exists()
+    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or _is("exists", _expand(ref))
 
 
 def model_problem(ref: str, key: str) -> str | None:
     """A model reference is a local folder with a config.json, or a hub id (`org/name`)."""
     if is_local_ref(ref):
-        path = Path(ref).expanduser()
-        if not path.is_dir():
-            return f"{key}: model folder {ref!r} does not exist; give a folder with config.json or a hub id"
-        if not (path / "config.json").is_file():
-            return f"{key}: {ref!r} has no config.json; give a Hugging Face model folder or a hub id"
+        path = _expand(ref)
+        if not _is("is_dir", path):
+            return f"{key}: model folder {_show(ref)} does not exist; give a folder with config.json or a hub id"
+        if not _is("is_file", path / "config.json"):
+            return f"{key}: {_show(ref)} has no config.json; give a Hugging Face model folder or a hub id"
         return None
-    if not re.match(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$", ref):
-        return f"{key}: {ref!r} is neither a local folder nor a hub id like 'bert-base-uncased' or 'org/name'"
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", ref, flags=re.ASCII) or len(ref) > MAX_NAME:
+        return (f"{key}: {_show(ref)} is neither a local folder nor a hub id like 'bert-base-uncased' or "
+                "'org/name'")
+    return None
+
+
+def _results_dir_problem(ref: str) -> str | None:
+    """results_dir: a folder we can create (or an existing one) under which everything is written."""
+    path = _expand(ref) if ref.strip() else None
+    if path is None:
+        return (f"results_dir: {_show(ref)} is not a usable folder path; give a folder such as results "
+                "(~user must name an existing user)")
+    try:
+        path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        return f"results_dir: {_show(ref)} cannot be resolved ({exc.__class__.__name__}); give another folder"
+    if _is("exists", path) and not _is("is_dir", path):
+        return f"results_dir: {_show(ref)} exists and is not a folder; give a folder such as results"
     return None
 
 
@@ -510,7 +618,7 @@ def _resource_problems(cfg: Config) -> list[str]:
     p: list[str] = []
     if cfg.task not in TASKS:
         close = _closest(cfg.task, list(TASKS))
-        p.append(f"task: unknown task {cfg.task!r}" + (f"; did you mean {close!r}?" if close else "")
+        p.append(f"task: unknown task {_show(cfg.task)}" + (f"; did you mean {close!r}?" if close else "")
                  + f" (tasks: {', '.join(TASKS)})")
     else:
         task_metrics = set(TASKS[cfg.task].metric_names) | {TASKS[cfg.task].primary_metric}
@@ -530,15 +638,18 @@ def _resource_problems(cfg: Config) -> list[str]:
         if msg:
             p.append(msg)
     if cfg.data_dir is not None:
-        root = Path(cfg.data_dir).expanduser()
-        if not root.is_dir():
-            p.append(f"data_dir: folder {cfg.data_dir!r} does not exist; point it at local copies of the "
+        root = _expand(cfg.data_dir)
+        if not _is("is_dir", root):
+            p.append(f"data_dir: folder {_show(cfg.data_dir)} does not exist; point it at local copies of the "
                      "datasets (e.g. ../shared/data) or set data_dir: null to use the hub")
         elif cfg.task in TASKS:
             local = root / TASKS[cfg.task].local_dir
-            if not local.is_dir():
-                p.append(f"data_dir: {cfg.data_dir!r} has no folder {TASKS[cfg.task].local_dir!r} for task "
+            if not _is("is_dir", local):
+                p.append(f"data_dir: {_show(cfg.data_dir)} has no folder {TASKS[cfg.task].local_dir!r} for task "
                          f"{cfg.task!r}; add the data there or set data_dir: null to use the hub")
+    problem = _results_dir_problem(cfg.results_dir)
+    if problem:
+        p.append(problem)
     return p
 
 
@@ -547,12 +658,25 @@ def validate(cfg: Config) -> list[str]:
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The YAML file as a dict. safe_load: tags that build Python objects (!!python/object/apply:...)
+    are refused with a ConfigError, never run."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError([f"--config: file {str(path)!r} does not exist"])
+    if not _is("is_file", path):
+        raise ConfigError([f"--config: file {_show(str(path))} does not exist"])
     try:
-        raw = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}: {path.stat().st_size:,} bytes is too large for a config "
+                               f"(at most {MAX_CONFIG_BYTES:,}); is it the right file?"])
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})"]) from None
+    try:
+        raw = yaml.safe_load(data)  # bytes: PyYAML detects UTF-8/16 and refuses undecodable input
     except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: not valid YAML: nested too deeply"]) from None
+    except ValueError as exc:  # a date like 2001-02-30, an integer of more than 4300 digits
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
     if raw is None:
         raw = {}
@@ -591,6 +715,10 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None
         problems += validate(cfg)
     if problems:
         raise ConfigError(problems, str(path) if path else None)
+    if cfg.trust_remote_code:
+        warnings.warn("trust_remote_code: true lets the model's hub repository run its own Python code on "
+                      "this machine and on every Ray worker; use it only for repositories you trust",
+                      UserWarning, stacklevel=2)
     return resolve_paths(cfg)
 
 
@@ -604,4 +732,8 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
 
 
 def dump_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+    """The config as YAML for people and files (--dry-run, config.yaml, sweep.yaml): secrets redacted,
+    so it is not a way to connect (workers get `Config.to_dict()`)."""
+    from orchestrator.redact import redact_value
+
+    return yaml.safe_dump(redact_value(cfg.to_dict()), sort_keys=False, allow_unicode=True)

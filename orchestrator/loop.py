@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from transformers import get_linear_schedule_with_warmup
 
 from methods import accounting, baselines, kd_lora, pc_lora
-from orchestrator import tracking
+from orchestrator import asha, tracking
 from orchestrator.config import Config, config_from_dict
 from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_task, load_model, load_processor
 
@@ -192,6 +192,20 @@ def evaluate(model: nn.Module, dataset: Any, collate: Any, batch_size: int, devi
     return preds, labels
 
 
+def early_stop_decision(early_stop: dict[str, Any] | None, epoch: int, metric: float | None, rank: int,
+                        world: int) -> bool:
+    """ASHA's rule at a rung epoch (see orchestrator/asha.py); rank 0 decides, every rank follows."""
+    if not early_stop or epoch not in early_stop["rungs"]:
+        return False
+    decision = [False]
+    if rank == 0:
+        decision[0] = asha.record_and_decide(Path(early_stop["rung_dir"]), epoch, early_stop["trial_id"],
+                                             float(metric), early_stop["reduction_factor"])
+    if world > 1:
+        dist.broadcast_object_list(decision, src=0)
+    return bool(decision[0])
+
+
 def _maybe_die_for_test(rank: int, epoch: int) -> None:
     """Fault injection for the resume test: rank 0 records its pid once, then waits to be killed."""
     pid_file = os.environ.get("ORCH_TEST_PID_FILE")
@@ -212,6 +226,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     teacher_dir = loop_config.get("teacher_dir")
     emit_train_logits = loop_config.get("emit_train_logits", False)
     run_id = loop_config.get("mlflow_run_id")
+    early_stop = loop_config.get("early_stop")
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -302,6 +317,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                   + (f" λ {lam:.3f}" if "lambda" in metrics else "")
                   + f" {metrics['examples_per_s']:.1f} ex/s", flush=True)
         last = epoch + 1 == cfg.train.epochs
+        stop = not last and early_stop_decision(early_stop, epoch + 1, metrics.get("metric"), rank, world)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
@@ -313,12 +329,17 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                 if last:
                     metrics.update(finish(cfg, task, raw_model, out_dir, train_set, train_collate, device,
                                           emit_train_logits))
-                    metrics.update({"task": cfg.task, "method": cfg.method.name,
-                                    "train_seconds": time.perf_counter() - start_time})
+                if last or stop:
+                    metrics.update({"task": cfg.task, "method": cfg.method.name, "full_budget": last,
+                                    "stopped_early": stop, "train_seconds": time.perf_counter() - start_time})
                     write_metrics(out_dir, metrics)
             ray.train.report(metrics, checkpoint=ckpt)
         if rank == 0 and run_id:
             tracking.log_metrics(cfg, run_id, metrics, step=epoch + 1)
+        if stop:
+            if rank == 0:
+                print(f"[{cfg.name}] stopped early by ASHA after epoch {epoch + 1}", flush=True)
+            break
         _maybe_die_for_test(rank, epoch)
 
 
@@ -363,7 +384,7 @@ def finish(cfg: Config, task: TaskSpec, raw_model: nn.Module, out_dir: Path, tra
         raise RuntimeError(f"{model_dir} stores {stored} tensor elements but the model has {measured['params']} "
                            "parameters; the saved model would not match metrics.json")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {**measured, "full_budget": True, "device": device_name}
+    return {**measured, "device": device_name}
 
 
 def write_metrics(out_dir: Path, metrics: dict[str, Any]) -> None:

@@ -139,7 +139,7 @@ def use_gpu(cfg: Config) -> bool:
 
 
 def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits: bool = False,
-        parent_run_id: str | None = None) -> dict[str, Any]:
+        parent_run_id: str | None = None, early_stop: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train `cfg` with `resources.workers` Ray Train workers; writes out_dir/{config.yaml, metrics.json, model/}.
 
     Returns metrics.json. Inside a Tune trial (`in_tune`) every epoch's report is forwarded to Tune.
@@ -172,7 +172,8 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"config": cfg.to_dict(), "out_dir": str(out_dir), "teacher_dir": teacher_dir,
-                           "emit_train_logits": emit_train_logits, "mlflow_run_id": run_id},
+                           "emit_train_logits": emit_train_logits, "mlflow_run_id": run_id,
+                           "early_stop": early_stop},
         scaling_config=ScalingConfig(num_workers=cfg.resources.workers, use_gpu=gpu, resources_per_worker=per_worker),
         run_config=RunConfig(name=out_dir.name, storage_path=str(out_dir / "ray"),
                              failure_config=FailureConfig(max_failures=2), callbacks=callbacks,
@@ -188,7 +189,9 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     metrics = json.loads((out_dir / "metrics.json").read_text())
     metrics["wall_seconds"] = time.perf_counter() - started
     tracking.log_metrics(cfg, run_id, {**metrics, "wall_seconds": metrics["wall_seconds"]}, step=metrics["epoch"])
-    tracking.set_tags(cfg, run_id, {"full_budget": "true"})
+    tracking.set_tags(cfg, run_id, {"full_budget": str(bool(metrics.get("full_budget"))).lower(),
+                                    "stopped_early": str(bool(metrics.get("stopped_early"))).lower(),
+                                    "device": metrics.get("device", "")})
     tracking.log_artifacts(cfg, run_id, [out_dir / "metrics.json", out_dir / "config.yaml"])
     if cfg.tracking.log_models:
         tracking.log_artifacts(cfg, run_id, [out_dir / "model"], artifact_path="model")

@@ -36,6 +36,7 @@ import os
 import re
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +235,16 @@ def _label_parser(task: TaskSpec) -> Callable[[str], float | int | None]:
     return lambda raw: lookup.get(raw.strip())
 
 
+def _first_bad_utf8_line(path: Path) -> int:
+    """The 1-based line of the first byte sequence that is not UTF-8 (read again only on that error)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        return data[:err.start].count(b"\n") + 1
+    return 1
+
+
 def _read_tsv(task: TaskSpec, split: str, path: Path) -> datasets.Dataset:
     """A classic GLUE TSV file. QUOTE_NONE: GLUE text contains unbalanced quote characters."""
     import pyarrow as pa
@@ -244,51 +255,61 @@ def _read_tsv(task: TaskSpec, split: str, path: Path) -> datasets.Dataset:
     columns: dict[str, list[str]] = {c: [] for c in task.input_columns}
     labels: list[float | int] = []
     # utf-8-sig: MRPC's files start with a byte-order mark.
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        first = next(reader, None)
-        if first is None:
-            raise DataError(f"{path}: the file is empty (split {split!r} of {task.name}); "
-                            "it needs a header line and at least one row")
-        header = [h.strip() for h in first]
-        if all(src in header for src in wanted.values()):
-            names, rows_before = header, []
-        elif task.tsv_positional and len(first) == len(task.tsv_positional):
-            names, rows_before = list(task.tsv_positional), [first]  # no header: line 1 is data
-        else:
-            raise DataError(f"{path}:1: expected a header with the columns "
-                            f"{', '.join(repr(v) for v in wanted.values())} (tab-separated), found {header!r}"
-                            + (f", or {len(task.tsv_positional)} columns without a header"
-                               if task.tsv_positional else ""))
-        positions = {out: names.index(src) for out, src in wanted.items()}
-        label_pos = names.index(label_src) if label_src in names else None
-        if label_pos is None and not _may_be_unlabelled(split):
-            raise DataError(f"{path}:1: no label column {label_src!r} in the header {names!r}; "
-                            f"split {split!r} of {task.name} needs labels")
-        width = len(names)
+    reader: Any = None
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+            first = next(reader, None)
+            if first is None:
+                raise DataError(f"{path}: the file is empty (split {split!r} of {task.name}); "
+                                "it needs a header line and at least one row")
+            header = [h.strip() for h in first]
+            if all(src in header for src in wanted.values()):
+                names, rows_before = header, []
+            elif task.tsv_positional and len(first) == len(task.tsv_positional):
+                names, rows_before = list(task.tsv_positional), [first]  # no header: line 1 is data
+            else:
+                raise DataError(f"{path}:1: expected a header with the columns "
+                                f"{', '.join(repr(v) for v in wanted.values())} (tab-separated), found {header!r}"
+                                + (f", or {len(task.tsv_positional)} columns without a header"
+                                   if task.tsv_positional else ""))
+            positions = {out: names.index(src) for out, src in wanted.items()}
+            label_pos = names.index(label_src) if label_src in names else None
+            if label_pos is None and not _may_be_unlabelled(split):
+                raise DataError(f"{path}:1: no label column {label_src!r} in the header {names!r}; "
+                                f"split {split!r} of {task.name} needs labels")
+            width = len(names)
 
-        def add(row: list[str], line: int) -> None:
-            if len(row) != width:
-                raise DataError(f"{path}:{line}: expected {width} tab-separated columns "
-                                f"({', '.join(names)}), found {len(row)}; fix or delete this line")
-            for out, pos in positions.items():
-                columns[out].append(row[pos])
-            if label_pos is None:
-                labels.append(-1)
-                return
-            label = parse_label(row[label_pos])
-            if label is None:
-                allowed = ("a number" if task.is_regression else
-                           f"one of {', '.join(task.label_names)} or their ids 0..{task.num_labels - 1}")
-                raise DataError(f"{path}:{line}: label {row[label_pos]!r} (column {label_src!r}) is not "
-                                f"a label of {task.name}; expected {allowed}")
-            labels.append(label)
+            def add(row: list[str], line: int) -> None:
+                if len(row) != width:
+                    raise DataError(f"{path}:{line}: expected {width} tab-separated columns "
+                                    f"({', '.join(names)}), found {len(row)}; fix or delete this line")
+                for out, pos in positions.items():
+                    columns[out].append(row[pos])
+                if label_pos is None:
+                    labels.append(-1)
+                    return
+                label = parse_label(row[label_pos])
+                if label is None:
+                    allowed = ("a number" if task.is_regression else
+                               f"one of {', '.join(task.label_names)} or their ids 0..{task.num_labels - 1}")
+                    raise DataError(f"{path}:{line}: label {row[label_pos]!r} (column {label_src!r}) is not "
+                                    f"a label of {task.name}; expected {allowed}")
+                labels.append(label)
 
-        for row in rows_before:
-            add(row, 1)
-        for row in reader:
-            if row:  # blank lines (a trailing newline) carry no row
-                add(row, reader.line_num)
+            for row in rows_before:
+                add(row, 1)
+            for row in reader:
+                if row:  # blank lines (a trailing newline) carry no row
+                    add(row, reader.line_num)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}:{_first_bad_utf8_line(path)}: not UTF-8 text; GLUE files are UTF-8 (re-download "
+                        "the file, or convert it: iconv -t UTF-8)") from None
+    except csv.Error as err:  # e.g. a field over csv.field_size_limit (128 KiB): not a GLUE file
+        line = reader.line_num if reader is not None else 1
+        raise DataError(f"{path}:{line}: cannot be read as tab-separated text ({err}); fix or delete this line") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or type(err).__name__})") from None
     if not labels:
         raise DataError(f"{path}: no rows (split {split!r} of {task.name} is empty); add data rows "
                         "below the header")
@@ -317,7 +338,11 @@ def _normalise(task: TaskSpec, split: str, table: pa.Table, source: str) -> data
                         f"{', '.join(table.column_names)}); split {split!r} of {task.name} needs labels")
     table = table.select(list(task.input_columns)).append_column("label", label)
     if not task.is_regression:
-        values = pc.cast(table.column("label"), pa.int64())
+        try:
+            values = pc.cast(table.column("label"), pa.int64())
+        except (pa.ArrowException, ValueError, TypeError) as err:  # strings, fractions, lists, ...
+            raise DataError(f"{source}: column {task.label_column!r} must hold class ids 0..{task.num_labels - 1} "
+                            f"(integers), found {table.column('label').type}: {err}") from None
         bad = pc.or_(pc.greater_equal(values, task.num_labels), pc.less(values, -1))
         if not _may_be_unlabelled(split):
             bad = pc.or_(bad, pc.equal(values, -1))
@@ -327,7 +352,12 @@ def _normalise(task: TaskSpec, split: str, table: pa.Table, source: str) -> data
             raise DataError(f"{source}: row {row}: label {values[row].as_py()!r} is outside the label set of "
                             f"{task.name} (0..{task.num_labels - 1}: {', '.join(task.label_names[:12])}"
                             f"{', ...' if task.num_labels > 12 else ''}); {bad_rows.size} bad row(s) in all")
-    return _to_dataset(task, table, split)
+    try:
+        return _to_dataset(task, table, split)
+    except (pa.ArrowException, ValueError, TypeError) as err:  # e.g. numbers where image structs belong
+        found = ", ".join(f"{f.name}: {f.type}" for f in table.schema)
+        raise DataError(f"{source}: the columns do not have the types of {task.hub_id} (found {found}): {err}; "
+                        "use the hub's layout") from None
 
 
 def load_split(task: TaskSpec, split: str, data_dir: str | os.PathLike[str] | None) -> datasets.Dataset:
@@ -359,7 +389,7 @@ def load_split(task: TaskSpec, split: str, data_dir: str | os.PathLike[str] | No
 
     try:
         table = pa.concat_tables([pq.read_table(p) for p in paths])
-    except (OSError, pa.ArrowException) as err:
+    except (OSError, pa.ArrowException, ValueError) as err:
         raise DataError(f"{paths[0]}: not a readable Parquet file ({err}); re-download it") from err
     return _normalise(task, split, table, str(paths[0]) if len(paths) == 1 else f"{paths[0].parent}/{split}-*")
 
@@ -508,21 +538,28 @@ def _model_ref(name: str) -> str:
     return name
 
 
-def _from_pretrained(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
+def _from_pretrained(loader: Any, name: str, what: str, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
     ref = _model_ref(name)
+    if trust_remote_code:
+        warnings.warn(f"trust_remote_code: true: loading the {what} of {name!r} may run Python code from its "
+                      "repository", UserWarning, stacklevel=3)
     try:
-        return loader.from_pretrained(ref, **kwargs)
+        # trust_remote_code always passed, False unless the config's trust_remote_code asks for it.
+        return loader.from_pretrained(ref, trust_remote_code=bool(trust_remote_code), **kwargs)
     except OSError as err:  # transformers raises OSError for unknown ids, no network, missing files
         raise ValueError(f"model: could not load the {what} of {name!r} (not a local folder, or not "
                          f"reachable on the hub): {err}") from None
 
 
-def load_model(model_name_or_path: str, task: TaskSpec, **kwargs: Any) -> transformers.PreTrainedModel:
+def load_model(model_name_or_path: str, task: TaskSpec, *, trust_remote_code: bool = False,
+               **kwargs: Any) -> transformers.PreTrainedModel:
     """The model with a fresh head for the task: num_labels, id2label/label2id and problem_type.
 
     Text tasks: AutoModelForSequenceClassification (problem_type "regression" for STS-B); images:
     AutoModelForImageClassification. A checkpoint whose head has another size gets a new head
-    (ignore_mismatched_sizes). kwargs go to from_pretrained and override these defaults.
+    (ignore_mismatched_sizes). kwargs go to from_pretrained and override these defaults. Weights are
+    read from safetensors, or from .bin with torch.load(weights_only=True); `trust_remote_code` (the
+    config key of that name) lets the repository run its own code, with a warning.
     """
     from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
@@ -530,21 +567,24 @@ def load_model(model_name_or_path: str, task: TaskSpec, **kwargs: Any) -> transf
         "num_labels": task.num_labels,
         "problem_type": "regression" if task.is_regression else "single_label_classification",
         "ignore_mismatched_sizes": True,
+        "weights_only": True,  # transformers' default; pinned so that no pickle is ever unpickled
     }
     if not task.is_regression:
         head["id2label"] = dict(enumerate(task.label_names))
         head["label2id"] = {name: i for i, name in enumerate(task.label_names)}
     loader = AutoModelForImageClassification if task.kind == "image" else AutoModelForSequenceClassification
-    return _from_pretrained(loader, model_name_or_path, "model", **{**head, **kwargs})
+    return _from_pretrained(loader, model_name_or_path, "model", trust_remote_code=trust_remote_code,
+                            **{**head, **kwargs})
 
 
-def load_processor(model_name_or_path: str, task: TaskSpec) -> Any:
+def load_processor(model_name_or_path: str, task: TaskSpec, *, trust_remote_code: bool = False) -> Any:
     """The model's tokenizer (text tasks) or image processor (image tasks)."""
     from transformers import AutoImageProcessor, AutoTokenizer
 
     if task.kind == "image":
-        return _from_pretrained(AutoImageProcessor, model_name_or_path, "image processor")
-    return _from_pretrained(AutoTokenizer, model_name_or_path, "tokenizer")
+        return _from_pretrained(AutoImageProcessor, model_name_or_path, "image processor",
+                                trust_remote_code=trust_remote_code)
+    return _from_pretrained(AutoTokenizer, model_name_or_path, "tokenizer", trust_remote_code=trust_remote_code)
 
 
 # ------------------------------------------------------------------------------------ training datasets
@@ -676,11 +716,11 @@ _MEMO: dict[str, Any] = {}
 _MEMO_LOCK = threading.Lock()
 
 
-def _cached_processor(model_name_or_path: str, task: TaskSpec) -> Any:
-    key = f"processor:{task.kind}:{model_name_or_path}"
+def _cached_processor(model_name_or_path: str, task: TaskSpec, trust_remote_code: bool = False) -> Any:
+    key = f"processor:{task.kind}:{model_name_or_path}:{bool(trust_remote_code)}"
     with _MEMO_LOCK:
         if key not in _MEMO:
-            _MEMO[key] = load_processor(model_name_or_path, task)
+            _MEMO[key] = load_processor(model_name_or_path, task, trust_remote_code=trust_remote_code)
         return _MEMO[key]
 
 
@@ -772,7 +812,7 @@ def _write_arrow(table: pa.Table, path: Path) -> None:
 def build_dataset(task: TaskSpec, split: str, *, model_name_or_path: str,
                   data_dir: str | os.PathLike[str] | None, max_length: int | None = 128,
                   max_examples: int | None = None, seed: int = 0, train: bool, augment: bool = False,
-                  cache_dir: str | os.PathLike[str] | None = None,
+                  cache_dir: str | os.PathLike[str] | None = None, trust_remote_code: bool = False,
                   ) -> tuple[torch.utils.data.Dataset, Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]]:
     """The dataset and collate_fn a training loop needs for one split.
 
@@ -785,12 +825,13 @@ def build_dataset(task: TaskSpec, split: str, *, model_name_or_path: str,
     trials of a sweep tokenise once. max_length None = the tokenizer's model_max_length.
     Images: decoded per item, the model's image processor applied per batch in collate_fn; with
     train and augment, CIFAR's random crop (pad 4) and horizontal flip first (see ImageDataset).
+    trust_remote_code: passed to the tokenizer / image processor (see load_model).
     """
     _check_split(task, split)
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
                                    or max_length < 8):
         raise ValueError(f"train.max_length must be an integer >= 8 or null, got {max_length!r}")
-    processor = _cached_processor(model_name_or_path, task)
+    processor = _cached_processor(model_name_or_path, task, trust_remote_code)
     source = _source_fingerprint(task, split, data_dir)
     if task.kind == "image":
         key = json.dumps(["image", task.name, split, source, max_examples, seed])

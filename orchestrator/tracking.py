@@ -15,17 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Config
+from orchestrator.redact import redact, redact_uri
 
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 
 
 def tracking_uri(cfg: Config) -> str:
+    """The URI to connect with; it may hold a password or token: print `printable_uri` instead."""
     if cfg.tracking.uri:
         return cfg.tracking.uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{Path(cfg.results_dir).resolve() / DB_FILE}"
+
+
+def printable_uri(cfg: Config) -> str:
+    """tracking_uri with passwords and tokens replaced by *** (for messages and logs)."""
+    return redact_uri(tracking_uri(cfg)) or ""
 
 
 def client(cfg: Config) -> Any:
@@ -51,7 +58,7 @@ def experiment_id(cfg: Config, name: str | None = None) -> str:
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
-    """Every fixed or searched key of a config as an MLflow param (dotted names, each once)."""
+    """Every fixed or searched key of a config as an MLflow param (dotted names, each once), secrets redacted."""
     from orchestrator.config import scalar_keys
 
     params = {}
@@ -59,7 +66,8 @@ def flat_params(cfg: Config) -> dict[str, str]:
         if key.startswith(("search.", "tracking.")) or key == "space":
             continue
         value = cfg.get(key)
-        params[key] = "null" if value is None else (",".join(map(str, value)) if isinstance(value, list) else str(value))
+        text = "null" if value is None else (",".join(map(str, value)) if isinstance(value, list) else str(value))
+        params[key] = redact(text)
     return params
 
 
@@ -136,7 +144,8 @@ def close_trial_run(cfg: Config, trial_id: str, metrics: dict[str, Any]) -> None
     if run_id is None:
         return
     log_metrics(cfg, run_id, metrics, step=int(metrics.get("epoch", 0)))
-    set_tags(cfg, run_id, {"full_budget": "true"})
+    set_tags(cfg, run_id, {"full_budget": str(bool(metrics.get("full_budget"))).lower(),
+                           "stopped_early": str(bool(metrics.get("stopped_early"))).lower()})
     finish_run(cfg, run_id)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchestrator import tracking
+from orchestrator import asha, tracking
 from orchestrator.config import Config, config_from_dict, dump_yaml, objective_pairs, scalar_keys, with_values
 from orchestrator.pareto import hypervolume, pareto_mask
 from orchestrator.search import METHOD_KEY, applies, describe_space, grid_points, sample_point
@@ -26,7 +26,7 @@ TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
 # What metrics.json reports per trial (the task's own metrics are added from the results).
 METRIC_COLUMNS = ("metric_name", "metric", "params", "params_no_embeddings", "base_params",
                   "base_params_no_embeddings", "flops", "base_flops", "trainable_params", "train_seconds",
-                  "world_size", "epoch", "loss", "lambda", "examples_per_s", "device")
+                  "world_size", "epoch", "loss", "lambda", "examples_per_s", "device", "stopped_early")
 
 
 def smoke_config(cfg: Config) -> Config:
@@ -60,23 +60,30 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str |
     point = config.get("point", config)
     cfg = with_values(config_from_dict(base), point)
     trial_id = tune.get_context().get_trial_id()
-    trial_dir = Path(cfg.results_dir) / cfg.name / "trials" / trial_id
+    sweep_dir = Path(cfg.results_dir) / cfg.name
+    trial_dir = sweep_dir / "trials" / trial_id
     done = finished_metrics(trial_dir)
     if done is not None:
         # Finished before the driver was lost (--resume): report what it wrote instead of training again.
         tracking.close_trial_run(cfg, trial_id, done)
         tune.report(done)
         return
-    fit(cfg, trial_dir, in_tune=True, parent_run_id=parent_run_id)
+    early_stop = None
+    rungs = asha.rung_epochs(cfg.search.grace_period, cfg.train.epochs, cfg.search.reduction_factor)
+    if cfg.search.scheduler == "asha" and rungs:
+        early_stop = {"rung_dir": str(sweep_dir / "asha"), "trial_id": trial_id, "rungs": rungs,
+                      "reduction_factor": cfg.search.reduction_factor}
+    fit(cfg, trial_dir, in_tune=True, parent_run_id=parent_run_id, early_stop=early_stop)
 
 
 def finished_metrics(trial_dir: Path) -> dict[str, Any] | None:
-    """metrics.json of a trial that ran its full budget (it is written last, atomically), else None."""
+    """metrics.json of a trial that ended (full budget, or stopped by ASHA), else None. It is written
+    last and atomically, so its presence means the trial needs no more training."""
     path = trial_dir / "metrics.json"
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    return metrics if metrics.get("full_budget") else None
+    return metrics if metrics.get("full_budget") or metrics.get("stopped_early") else None
 
 
 def max_concurrent(cfg: Config, gpu: bool) -> int:
@@ -113,7 +120,6 @@ def make_searcher(cfg: Config) -> Any:
 
 def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     from orchestrator.run import ensure_ray, preflight, use_gpu
 
@@ -148,12 +154,6 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
             print(f"error: {experiment} already holds a sweep named {cfg.name!r}; pass --resume to continue it, "
                   "or choose another name (--set name=...)", file=sys.stderr)
             return 2
-        scheduler = None
-        if cfg.search.scheduler == "asha" and cfg.train.epochs > 1:
-            scheduler = ASHAScheduler(time_attr="training_iteration", metric="metric", mode="max",
-                                      max_t=cfg.train.epochs, grace_period=min(cfg.search.grace_period,
-                                                                               cfg.train.epochs),
-                                      reduction_factor=2)
         explicit = smoke_points(cfg) if smoke else grid_points(cfg) if cfg.search.sampler == "grid" else None
         if explicit is not None:
             param_space, search_alg, num_samples = {"point": tune.grid_search(explicit)}, None, 1
@@ -162,7 +162,7 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+            tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
                                         max_concurrent_trials=max_concurrent(cfg, gpu),
                                         trial_dirname_creator=lambda trial: trial.trial_id,
                                         trial_name_creator=lambda trial: trial.trial_id),
@@ -260,6 +260,8 @@ def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
             metrics.update(on_disk)
         full = bool(metrics.get("full_budget")) and result.error is None
         status = "error" if result.error is not None else ("complete" if full else "stopped")
+        if not full and result.error is None and not metrics.get("stopped_early"):
+            status = "incomplete"  # neither finished nor stopped by ASHA (e.g. an interrupted sweep)
         row: dict[str, Any] = {"trial_id": trial_id, "status": status, "full_budget": full}
         for key in scalar_keys():
             if key.startswith(("search.", "tracking.")) or key in ("results_dir", "space"):

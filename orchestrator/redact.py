@@ -1,0 +1,61 @@
+"""Secrets kept out of what we print, write and log: passwords in URIs, token query parameters, and the
+values of secret-looking environment variables.
+
+Used on everything a user or a log can read: the resolved config (`--dry-run`, config.yaml, sweep.yaml),
+MLflow params and error messages. The unredacted values stay in memory and are what connections use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+MASK = "***"
+# Environment variables whose values are secrets: HF_TOKEN, MLFLOW_TRACKING_PASSWORD, AWS_SECRET_ACCESS_KEY, ...
+SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
+# Shorter values ("1", "true", a region name) are too common in ordinary text to be replaced everywhere.
+MIN_SECRET_LENGTH = 8
+
+# scheme://user:password@host -> scheme://user:***@host (the password may not hold '/', '@' or spaces:
+# RFC 3986 has them percent-encoded).
+_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?P<secret>[^/\s@]+)@")
+# ?token=..., &password=..., ;api_key=..., X-Amz-Signature=..., Azure SAS sig=...
+_QUERY = re.compile(
+    r"(?P<head>[?&;](?:[^=&;#\s]*(?:token|password|passwd|secret|key|auth|credential|signature)"
+    r"[^=&;#\s]*|sig)=)(?P<secret>[^&;#\s]+)",
+    re.IGNORECASE)
+
+
+def _secret_env_values() -> list[str]:
+    values = {v for k, v in os.environ.items()
+              if any(word in k.upper() for word in SECRET_ENV_WORDS) and len(v) >= MIN_SECRET_LENGTH}
+    return sorted(values, key=len, reverse=True)  # longest first: a value containing another is masked whole
+
+
+def redact(text: str) -> str:
+    """`text` with URI passwords, secret query parameters and secret environment values replaced by ***."""
+    if not text:
+        return text
+    text = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    text = _QUERY.sub(lambda m: f"{m['head']}{MASK}", text)
+    for value in _secret_env_values():
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """A tracking (or any) URI fit to print: `http://user:***@host/?token=***`; None stays None."""
+    return None if uri is None else redact(uri)
+
+
+def redact_value(value: Any) -> Any:
+    """`redact` applied to every string inside nested dicts, lists and tuples (keys included)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_value(k): redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_value(v) for v in value)
+    return value

@@ -1,0 +1,123 @@
+"""`python -m orchestrator.ui`: the MLflow UI for the sweeps in a results folder, on this machine only.
+
+Runs `mlflow server` on results/mlflow.db (the default tracking store, see orchestrator/tracking.py)
+with one worker and MLflow's background job runner off (about 490 MiB instead of 1.1 GB,
+../shared/notes/STACK.md). It binds to 127.0.0.1 unless told otherwise: the MLflow UI has no login of
+its own, so a non-loopback address is refused unless --allow-remote is given, and then it should sit
+behind a proxy that authenticates (or an SSH tunnel: `ssh -L 5000:127.0.0.1:5000 host`).
+Ctrl-C stops the server (MLflow forwards the signal to its uvicorn worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import ipaddress
+import os
+import socket
+import sys
+from pathlib import Path
+
+from orchestrator.tracking import ARTIFACTS_DIR, DB_FILE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.ui",
+        description="Serve the MLflow UI (and REST API) for the sweeps logged in a results folder's "
+                    f"{DB_FILE}. Binds to 127.0.0.1 by default; Ctrl-C stops it.")
+    parser.add_argument("--results", default="results", metavar="DIR",
+                        help=f"results folder holding {DB_FILE} (the sweeps' results_dir; default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s, this machine only); a non-loopback "
+                             "address also needs --allow-remote")
+    parser.add_argument("--port", type=int, default=5000, help="TCP port to listen on (default: %(default)s)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a non-loopback --host such as 0.0.0.0. The MLflow UI has no authentication: "
+                             "put it behind a reverse proxy that authenticates users (or use an SSH tunnel "
+                             "to 127.0.0.1 instead)")
+    parser.add_argument("--allowed-hosts", metavar="HOSTS",
+                        help="comma-separated Host headers MLflow accepts (passed to `mlflow server "
+                             "--allowed-hosts`; MLflow's default is localhost and private addresses), e.g. the "
+                             "name your proxy serves it under")
+    return parser
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why `port` cannot be listened on at `host` (None if it can): checked before MLflow's slow start."""
+    if not 0 < port < 65536:
+        return f"--port {port} is not a TCP port (1-65535)"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"--host {host!r} does not resolve: {exc}"
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use; pick another with --port"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def server_command(results: Path, host: str, port: int, allowed_hosts: str | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "mlflow", "server",
+           "--backend-store-uri", f"sqlite:///{results / DB_FILE}",
+           "--default-artifact-root", str(results / ARTIFACTS_DIR),
+           "--host", host, "--port", str(port), "--workers", "1"]
+    if allowed_hosts:
+        cmd += ["--allowed-hosts", allowed_hosts]
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    results = Path(args.results).expanduser().resolve()
+    db = results / DB_FILE
+    if not db.is_file():
+        print(f"error: no MLflow database at {db}. Run a sweep first (python -m orchestrator.sweep --config "
+              "FILE), or point --results at the folder that holds its mlflow.db (the sweep's results_dir).",
+              file=sys.stderr)
+        return 2
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            print(f"error: --host {args.host} would expose the MLflow UI, which has no authentication, beyond "
+                  "this machine. Use the default 127.0.0.1 (with an SSH tunnel for remote access), or pass "
+                  "--allow-remote and put it behind a reverse proxy that authenticates users.", file=sys.stderr)
+            return 2
+        print(f"warning: serving the MLflow UI on {args.host}:{args.port}, reachable from other machines and "
+              "without authentication: anyone who can connect can read and change every run. Put it behind "
+              "a reverse proxy that authenticates users (or a firewall), and set --allowed-hosts to the name "
+              "it is served under.", file=sys.stderr)
+    problem = port_problem(args.host, args.port)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    # MLflow's job runner (huey consumers) is not needed to browse runs and doubles the memory.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"MLflow UI for {db} at http://{shown}:{args.port} (ready after 15-25 s; Ctrl-C stops it)",
+          flush=True)
+    cmd = server_command(results, args.host, args.port, args.allowed_hosts)
+    # Replace this process: signals (Ctrl-C, SIGTERM) reach `mlflow server`, which forwards them to uvicorn.
+    os.execve(cmd[0], cmd, env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    from orchestrator.cli import run_main
+
+    run_main(main)

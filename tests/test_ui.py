@@ -1,0 +1,281 @@
+"""`python -m orchestrator.ui`: its refusals (fast), and the real thing: the MLflow UI served on
+127.0.0.1 for a results folder that a real sweep wrote, driven by headless Chromium (Debian's
+chromium, `.ci/setup` installs it), which must list the trial runs with their metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from orchestrator import ui
+from tests.conftest import DATA, MODELS, REPO
+
+QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+# As root Chromium needs --no-sandbox; the background-networking flags keep it from calling out (the
+# machine's closed network refuses those calls, noisily): ../.library/env notes.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars", "--window-size=1400,900"]
+SERVER_START_S = 120
+VIEW_KEY = "trials"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ui_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.ui", *args]
+
+
+# ---------------------------------------------------------------- refusals, no server started
+
+
+def test_missing_database_is_refused_with_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run(ui_cmd("--results", str(tmp_path / "nothing-here")), capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert proc.returncode == 2
+    assert "no MLflow database" in proc.stderr and str(tmp_path / "nothing-here" / "mlflow.db") in proc.stderr
+
+
+def test_non_loopback_host_needs_allow_remote(tmp_path: Path) -> None:
+    (tmp_path / "mlflow.db").touch()
+    proc = subprocess.run(ui_cmd("--results", str(tmp_path), "--host", "0.0.0.0"), capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert proc.returncode == 2
+    assert "--allow-remote" in proc.stderr and "authenticat" in proc.stderr
+
+
+def test_port_in_use_is_refused_before_mlflow_starts(tmp_path: Path) -> None:
+    (tmp_path / "mlflow.db").touch()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert ui.main(["--results", str(tmp_path), "--port", str(port)]) == 2
+
+
+def test_help_describes_every_option() -> None:
+    text = ui.build_parser().format_help()
+    for option in ("--results", "--host", "--port", "--allow-remote", "--allowed-hosts"):
+        assert option in text
+    assert ui.is_loopback("127.0.0.1") and ui.is_loopback("localhost") and ui.is_loopback("::1")
+    assert not ui.is_loopback("0.0.0.0") and not ui.is_loopback("192.168.1.5")
+    cmd = ui.server_command(Path("/r"), "127.0.0.1", 5000)
+    assert "sqlite:////r/mlflow.db" in cmd and "/r/mlartifacts" in cmd and cmd[cmd.index("--workers") + 1] == "1"
+
+
+# ---------------------------------------------------------------- the UI in a browser
+
+
+class GridRows(HTMLParser):
+    """The runs table of the rendered page: {row-id (the MLflow run id): {col-id: cell text}}."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, str | None, str | None]] = []
+        self.rows: dict[str, dict[str, str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.VOID:
+            return
+        a = dict(attrs)
+        self.stack.append((tag, a.get("row-id") if a.get("role") == "row" else None,
+                           a.get("col-id") if a.get("role") == "gridcell" else None))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        while self.stack and self.stack.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data: str) -> None:
+        row = next((r for _, r, _ in reversed(self.stack) if r), None)
+        col = next((c for _, _, c in reversed(self.stack) if c), None)
+        if row and col and data.strip():
+            cells = self.rows.setdefault(row, {})
+            cells[col] = (cells.get(col, "") + " " + data.strip()).strip()
+
+
+def grid_rows(html: str) -> dict[str, dict[str, str]]:
+    parser = GridRows()
+    parser.feed(html)
+    return parser.rows
+
+
+@pytest.fixture(scope="module")
+def ui_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder written by a real sweep: two PC-LoRA trials (ranks 2 and 4), run side by side.
+
+    Smaller than the quickstart smoke sweep (no KD-LoRA teacher to fine-tune): the browser is what is
+    under test here; tests/test_sweep.py covers the sweep itself.
+    """
+    if not (MODELS / "minilm-l3-h384" / "config.json").is_file() or not (DATA / "glue" / "SST-2").is_dir():
+        pytest.skip(f"offline models/data not found under {MODELS.parent}")
+    if CHROMIUM is None:
+        pytest.skip("chromium not found; run .ci/setup (apt-get install chromium)")
+    results = tmp_path_factory.mktemp("ui-results")
+    cfg = yaml.safe_load(QUICKSTART.read_text())
+    cfg.update({"name": "ui", "model": str(MODELS / "minilm-l3-h384"), "data_dir": str(DATA),
+                "results_dir": str(results), "space": {"method.rank": {"grid": [2, 4]}}})
+    cfg["method"].update({"name": "pc_lora", "kd_weight": 0.0})
+    cfg["train"].update({"epochs": 1, "max_examples": 32, "max_length": 32})
+    cfg["eval"] = {"max_examples": 32}
+    cfg["search"] = {"sampler": "grid", "max_concurrent_trials": 2, "objectives": ["metric:max", "params:min"]}
+    path = results / "ui.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.sweep", "--config", str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=900,
+                          env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    print(f"sweep for the UI test: {time.monotonic() - started:.0f} s")
+    assert (results / "mlflow.db").is_file()
+    return results
+
+
+@pytest.fixture
+def ui_server(ui_results: Path, tmp_path: Path) -> Iterator[tuple[str, int, subprocess.Popen]]:
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(ui_cmd("--results", str(ui_results), "--port", str(port)), cwd=tmp_path,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={k: v for k, v in os.environ.items() if k != "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        start = time.monotonic()
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"orchestrator.ui exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() - start > SERVER_START_S:
+                pytest.fail(f"the UI did not answer /health in {SERVER_START_S} s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        print(f"orchestrator.ui healthy after {time.monotonic() - start:.1f} s")
+        yield url, port, proc
+    finally:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+            except ProcessLookupError:
+                pass
+
+
+def api(url: str, path: str, payload: dict[str, Any] | None = None, params: str = "") -> dict[str, Any]:
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}{'?' + params if params else ''}", data=data,
+                                 headers={"Content-Type": "application/json"},
+                                 method="GET" if data is None else "POST")
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.load(resp)
+
+
+def listening_addresses(port: int) -> set[str]:
+    import psutil
+
+    return {c.laddr.ip for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
+
+
+def other_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses."""
+    import psutil
+
+    return [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family == socket.AF_INET and not a.address.startswith("127.")]
+
+
+def render(url: str, shot: Path, profile: Path) -> str:
+    """The page's DOM after its scripts ran (virtual time waits for pending fetches), and a screenshot."""
+    proc = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+                           f"--screenshot={shot}", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.integration
+def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_results: Path, tmp_path: Path) -> None:
+    url, port, proc = ui_server
+    # bound to loopback only: nothing listens on the port elsewhere, and the machine's other address refuses
+    assert listening_addresses(port) == {"127.0.0.1"}
+    for address in other_addresses()[:2]:
+        with socket.socket() as sock, pytest.raises(OSError):
+            sock.settimeout(5)
+            sock.connect((address, port))
+
+    trials = pd.read_csv(ui_results / "ui" / "trials.csv")
+    assert len(trials) == 2
+    exp_id = api(url, "experiments/get-by-name", params="experiment_name=ui")["experiment"]["experiment_id"]
+    # The runs table shows no metric columns until a user picks them (Columns, or Sort). Do what the UI's
+    # "Share" button does: store the view (sorted by metric, these columns) as an experiment tag and
+    # open it by its key. Sorting by a metric also lists the child runs flat instead of under the parent.
+    view = {"orderByKey": "metrics.`metric`", "orderByAsc": False,
+            "selectedColumns": ["metrics.`metric`", "metrics.`params`", "params.`method.name`",
+                                "params.`method.rank`"]}
+    api(url, "experiments/set-experiment-tag", {"experiment_id": exp_id, "key": f"mlflow.sharedViewState.{VIEW_KEY}",
+                                                "value": json.dumps(view)})
+    page = f"{url}/#/experiments/{exp_id}/runs?viewStateShareKey={VIEW_KEY}"
+    shot = tmp_path / "experiment-page.png"
+    by_trial: dict[str, dict[str, str]] = {}
+    for attempt in range(3):  # the first render after start can find the server still warming its caches
+        html = render(page, shot, tmp_path / f"chromium-profile-{attempt}")
+        rows = grid_rows(html)
+        by_trial = {t: cells for t in trials["trial_id"] for cells in rows.values()
+                    if t in cells.get("attributes.`Run Name`", "")}
+        if len(by_trial) == len(trials) and all("metrics.`metric`" in c for c in by_trial.values()):
+            break
+    assert "Training runs" in html and "ui" in html
+    assert set(by_trial) == set(trials["trial_id"]), f"trial rows not found in the page; rows: {rows}"
+    for _, row in trials.iterrows():
+        cells = by_trial[row["trial_id"]]
+        assert float(cells["metrics.`metric`"]) == pytest.approx(row["metric"], rel=1e-6)
+        assert float(cells["metrics.`params`"]) == pytest.approx(row["params"], rel=1e-6)
+        assert cells["params.`method.name`"] == "pc_lora"
+        assert cells["params.`method.rank`"] == str(row["method.rank"])
+
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1400, 900) and len(png) > 30_000, (width, height, len(png))
+    print(f"screenshot: {shot} ({len(png)} bytes)")
+
+    # Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) stops the server cleanly
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        code = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("orchestrator.ui still running 30 s after Ctrl-C")
+    assert code in (0, -signal.SIGINT, 130), code
+    assert listening_addresses(port) == set()
