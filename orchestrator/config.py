@@ -650,6 +650,10 @@ def _resource_problems(cfg: Config) -> list[str]:
     problem = _results_dir_problem(cfg.results_dir)
     if problem:
         p.append(problem)
+    if cfg.tracking.uri and "***" in cfg.tracking.uri:  # copied from a config.yaml / sweep.yaml we wrote
+        p.append(f"tracking.uri: {_show(cfg.tracking.uri)} holds a redacted secret (***); give the real URI with "
+                 "--set tracking.uri=..., or leave the password out of it and set MLFLOW_TRACKING_USERNAME / "
+                 "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)")
     return p
 
 

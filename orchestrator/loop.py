@@ -56,19 +56,19 @@ def build_model(cfg: Config, task: TaskSpec, teacher_dir: str | None) -> nn.Modu
     """The network to train, with the method attached (adapters trainable, the rest as the method says)."""
     m = cfg.method
     if m.name == "fft":
-        return baselines.prepare_fft(load_model(cfg.model, task))
+        return baselines.prepare_fft(load_model(cfg.model, task, trust_remote_code=cfg.trust_remote_code))
     if m.name == "lora":
-        return baselines.attach_lora(load_model(cfg.model, task), m.rank, alpha=m.alpha, targets=m.target_modules)
+        return baselines.attach_lora(load_model(cfg.model, task, trust_remote_code=cfg.trust_remote_code), m.rank, alpha=m.alpha, targets=m.target_modules)
     if m.name == "pc_lora":
-        model = load_model(cfg.model, task)
+        model = load_model(cfg.model, task, trust_remote_code=cfg.trust_remote_code)
         pc_lora.attach(model, m.rank, alpha=m.alpha, target_patterns=m.target_modules)
         return model
     # KD-LoRA: the student is another checkpoint, or the fine-tuned teacher cut to k evenly spaced
     # layers (DistilBERT's recipe; starting from the fine-tuned teacher keeps its task head).
     if m.student:
-        student = load_model(m.student, task)
+        student = load_model(m.student, task, trust_remote_code=cfg.trust_remote_code)
     else:
-        teacher = load_model(str(Path(teacher_dir) / "model"), task)
+        teacher = load_model(str(Path(teacher_dir) / "model"), task, trust_remote_code=cfg.trust_remote_code)
         layers = m.student_layers or max(1, teacher.config.num_hidden_layers // 2)
         student = kd_lora.cut_layers(teacher, layers)
     return baselines.attach_lora(student, m.rank, alpha=m.alpha, targets=m.target_modules)
@@ -78,7 +78,7 @@ def build_feature_teacher(cfg: Config, task: TaskSpec, device: torch.device) -> 
     """PC-LoRA's teacher when it is a separate fine-tuned copy; None = the model itself at λ = 1."""
     if cfg.method.name != "pc_lora" or cfg.method.kd_weight == 0 or not cfg.method.teacher:
         return None
-    teacher = load_model(cfg.method.teacher, task).to(device).eval()
+    teacher = load_model(cfg.method.teacher, task, trust_remote_code=cfg.trust_remote_code).to(device).eval()
     teacher.requires_grad_(False)
     return teacher
 
@@ -239,7 +239,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     data_ref = student_reference(cfg)
     cache_dir = str(Path(cfg.results_dir) / ".cache" / "data")
     common = {"data_dir": cfg.data_dir, "max_length": cfg.train.max_length, "seed": cfg.train.seed,
-              "cache_dir": cache_dir, "model_name_or_path": data_ref}
+              "cache_dir": cache_dir, "model_name_or_path": data_ref, "trust_remote_code": cfg.trust_remote_code}
     train_set, train_collate = build_dataset(task, "train", max_examples=cfg.train.max_examples, train=True,
                                              augment=cfg.train.augment, **common)
     eval_set, eval_collate = build_dataset(task, task.eval_split, max_examples=cfg.eval.max_examples,
@@ -357,7 +357,7 @@ def initial_accounting(cfg: Config, task: TaskSpec, raw_model: nn.Module) -> dic
     Reported with every epoch, so a trial that ASHA stops early still has its place on the
     params/FLOPs axes; the final numbers are measured again on the saved model.
     """
-    base = load_model(cfg.model, task)
+    base = load_model(cfg.model, task, trust_remote_code=cfg.trust_remote_code)
     base_counts = model_accounting(cfg, task, base)
     del base
     projected = model_accounting(cfg, task, deployable_model(cfg, copy.deepcopy(raw_model).cpu()))
@@ -377,7 +377,7 @@ def finish(cfg: Config, task: TaskSpec, raw_model: nn.Module, out_dir: Path, tra
     model_dir = out_dir / "model"
     save_deployable(cfg, deployable, model_dir)
     # The folder loads on its own (from_pretrained), tokenizer or image processor included.
-    load_processor(student_reference(cfg), task).save_pretrained(model_dir)
+    load_processor(student_reference(cfg), task, trust_remote_code=cfg.trust_remote_code).save_pretrained(model_dir)
     measured = model_accounting(cfg, task, deployable)
     stored = saved_tensor_elements(model_dir)
     if stored != measured["params"]:

@@ -22,7 +22,7 @@ from orchestrator.config import Config, ConfigError, dump_yaml, with_values
 TEACHERS_DIR = "teachers"
 
 
-def _meta_model(ref: str, task_name: str) -> Any:
+def _meta_model(ref: str, task_name: str, trust_remote_code: bool = False) -> Any:
     """The architecture of `ref` with the task's head, on the meta device (no weights read)."""
     import torch
     import transformers
@@ -30,7 +30,8 @@ def _meta_model(ref: str, task_name: str) -> Any:
     from orchestrator.tasks import get_task
 
     task = get_task(task_name)
-    config = transformers.AutoConfig.from_pretrained(ref, num_labels=task.num_labels)
+    config = transformers.AutoConfig.from_pretrained(ref, num_labels=task.num_labels,
+                                                     trust_remote_code=trust_remote_code)
     auto = (transformers.AutoModelForImageClassification if task.kind == "image"
             else transformers.AutoModelForSequenceClassification)
     with torch.device("meta"):
@@ -49,7 +50,7 @@ def preflight(cfg: Config) -> None:
     methods.update(next(iter(cfg.space.get("method.name", {"choice": []}).values())))
     problems: list[str] = []
     if "pc_lora" in methods:
-        model = _meta_model(cfg.model, cfg.task)
+        model = _meta_model(cfg.model, cfg.task, cfg.trust_remote_code)
         for msg in pc_lora.rank_errors(model, max(ranks), target_patterns=cfg.method.target_modules):
             problems.append(msg)
     if methods & {"lora", "kd_lora"}:
@@ -57,7 +58,7 @@ def preflight(cfg: Config) -> None:
         refs = [cfg.model] if "lora" in methods or not cfg.method.student else []
         refs += [cfg.method.student] if "kd_lora" in methods and cfg.method.student else []
         for ref in refs:
-            model = _meta_model(ref, cfg.task)
+            model = _meta_model(ref, cfg.task, cfg.trust_remote_code)
             try:
                 targets = baselines.lora_target_modules(model, cfg.method.target_modules)
             except ValueError as exc:

@@ -6,6 +6,7 @@ import argparse
 
 from orchestrator.cli import add_config_options, config_from_args, run_main
 from orchestrator.config import dump_yaml
+from orchestrator.redact import redact
 from orchestrator.search import describe_space
 
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         print(dump_yaml(cfg), end="")
         print("# search space")
         for line in describe_space(cfg):
-            print(line)
+            print(redact(line))
         return 0
     from orchestrator.tune import run_sweep  # Ray is imported only when a sweep really runs
 

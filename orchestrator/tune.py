@@ -20,6 +20,7 @@ import pandas as pd
 from orchestrator import asha, tracking
 from orchestrator.config import Config, config_from_dict, dump_yaml, objective_pairs, scalar_keys, with_values
 from orchestrator.pareto import hypervolume, pareto_mask
+from orchestrator.redact import redact
 from orchestrator.search import METHOD_KEY, applies, describe_space, grid_points, sample_point
 
 TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
@@ -36,8 +37,9 @@ def smoke_config(cfg: Config) -> Config:
                              "method.teacher_epochs": 1, "search.scheduler": "none"})
 
 
-def smoke_points(cfg: Config) -> list[dict[str, Any]]:
-    """One point per method the sweep can draw, each with the first value of its dimensions."""
+def first_points(cfg: Config, *, prefer_config: bool) -> list[dict[str, Any]]:
+    """One point per method the sweep can draw. Each dimension takes the config's own value when the
+    dimension allows it (`prefer_config`), else its first choice or lower bound."""
     methods = list(next(iter(cfg.space[METHOD_KEY].values()))) if METHOD_KEY in cfg.space else [cfg.method.name]
     points = []
     for method in methods:
@@ -46,7 +48,13 @@ def smoke_points(cfg: Config) -> list[dict[str, Any]]:
             if key == METHOD_KEY or not applies(key, method):
                 continue
             ((kind, args),) = spec.items()
-            point[key] = args[0] if kind in ("choice", "grid") else (args[0] if kind == "int" else float(args[0]))
+            own = cfg.get(key)
+            if kind in ("choice", "grid"):
+                point[key] = own if prefer_config and own in args else args[0]
+            else:
+                inside = isinstance(own, (int, float)) and args[0] <= own <= args[1]
+                point[key] = own if prefer_config and inside else args[0]
+                point[key] = int(point[key]) if kind == "int" else float(point[key])
         points.append(point)
     return points
 
@@ -114,8 +122,11 @@ def make_searcher(cfg: Config) -> Any:
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     metrics, modes = [m for m, _ in pairs], [d for _, d in pairs]
+    # Every method of the space is tried first (at the config's own values), so a small sweep cannot
+    # leave a method off the front by the luck of the draw.
+    seeds = first_points(cfg, prefer_config=True) if METHOD_KEY in cfg.space else None
     return OptunaSearch(space=functools.partial(sample_point, cfg=cfg), metric=metrics if len(pairs) > 1 else metrics[0],
-                        mode=modes if len(pairs) > 1 else modes[0], sampler=sampler)
+                        mode=modes if len(pairs) > 1 else modes[0], sampler=sampler, points_to_evaluate=seeds)
 
 
 def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
@@ -135,7 +146,7 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
         parent_run_id = tracking.start_run(cfg, run_name=cfg.name, tags={"sweep_role": "parent"})
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "sweep.yaml").write_text(dump_yaml(cfg) + "\n# search space\n"
-                                              + "".join(f"# {line}\n" for line in describe_space(cfg)))
+                                              + "".join(f"# {redact(line)}\n" for line in describe_space(cfg)))
         tracking.log_artifacts(cfg, parent_run_id, [sweep_dir / "sweep.yaml"])
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=cfg.to_dict(), parent_run_id=parent_run_id),
@@ -154,7 +165,7 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
             print(f"error: {experiment} already holds a sweep named {cfg.name!r}; pass --resume to continue it, "
                   "or choose another name (--set name=...)", file=sys.stderr)
             return 2
-        explicit = smoke_points(cfg) if smoke else grid_points(cfg) if cfg.search.sampler == "grid" else None
+        explicit = first_points(cfg, prefer_config=False) if smoke else grid_points(cfg) if cfg.search.sampler == "grid" else None
         if explicit is not None:
             param_space, search_alg, num_samples = {"point": tune.grid_search(explicit)}, None, 1
         else:
@@ -173,6 +184,10 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     rows = collect_rows(cfg, grid)
     write_outputs(cfg, sweep_dir, rows)
     close_parent_run(cfg, parent_run_id, sweep_dir, rows)
+    if not smoke:  # smoke trials are full-budget too, but on a few dozen examples: keep them off the boards
+        from orchestrator.leaderboard import refresh
+
+        refresh(Path(cfg.results_dir))
     print(f"[{cfg.name}] {len(rows)} trials ({int(rows['full_budget'].sum()) if len(rows) else 0} full budget); "
           f"results in {sweep_dir}")
     return 0
@@ -267,7 +282,10 @@ def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
             if key.startswith(("search.", "tracking.")) or key in ("results_dir", "space"):
                 continue
             value = trial_cfg.get(key)
-            row[key] = value if not isinstance(value, list) else ",".join(map(str, value))
+            if not applies(key, trial_cfg.method.name):
+                value = None  # e.g. the decay schedule of a KD-LoRA trial: it had no effect
+            value = value if not isinstance(value, list) else ",".join(map(str, value))
+            row[key] = redact(value) if isinstance(value, str) else value
         row["searched"] = ",".join(sorted(point))
         row["task"] = cfg.task
         for key, value in metrics.items():
