@@ -220,6 +220,9 @@ def _type_name(tp: Any) -> str:
             type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     """(ok, value converted to `tp`); ints are accepted where floats are expected."""
     origin = typing.get_origin(tp)
@@ -257,6 +260,9 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
             except OverflowError:  # an int too large for a float
                 return False, value
             return math.isfinite(converted), converted
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            # YAML 1.1 reads `5e-5` (no dot) as a string; every user means the number.
+            return True, float(value)
         return False, value
     if tp is str:
         return isinstance(value, str) and len(value) <= MAX_STRING and "\x00" not in value, value

@@ -584,7 +584,13 @@ def load_processor(model_name_or_path: str, task: TaskSpec, *, trust_remote_code
     if task.kind == "image":
         return _from_pretrained(AutoImageProcessor, model_name_or_path, "image processor",
                                 trust_remote_code=trust_remote_code)
-    return _from_pretrained(AutoTokenizer, model_name_or_path, "tokenizer", trust_remote_code=trust_remote_code)
+    tokenizer = _from_pretrained(AutoTokenizer, model_name_or_path, "tokenizer", trust_remote_code=trust_remote_code)
+    # transformers builds a tokenizer with a handful of special tokens for a folder that has only
+    # config.json: every word would become [UNK] and training would silently learn nothing.
+    if len(tokenizer) < 100:
+        raise ValueError(f"model: {model_name_or_path!r} has no usable tokenizer ({len(tokenizer)} tokens); "
+                         "save the tokenizer files (tokenizer.json / vocab.txt) in that folder")
+    return tokenizer
 
 
 # ------------------------------------------------------------------------------------ training datasets

@@ -65,6 +65,14 @@ def test_set_overrides_are_typed_like_their_field(good: Path) -> None:
     assert cfg.train.max_examples == 200 and cfg.method.name == "kd_lora" and cfg.train.augment is True
 
 
+def test_exponent_without_a_dot_is_a_number(good: Path, tmp_path: Path) -> None:
+    """YAML 1.1 reads 5e-5 as a string; a float field takes it as the number users mean."""
+    cfg = load_config(good, ["train.lr=5e-5", "method.teacher_lr=2E-5"])
+    assert cfg.train.lr == 5e-5 and cfg.method.teacher_lr == 2e-5
+    assert problems_of(good, ["train.lr=5e-x"])[0].startswith("train.lr:")
+    assert problems_of(good, ["train.epochs=1e3"])[0].startswith("train.epochs:")  # ints stay ints
+
+
 def test_set_values_are_yaml_scalars_never_code() -> None:
     assert parse_override("method.teacher=__import__('os').system('x')") == (
         "method.teacher", "__import__('os').system('x')")

@@ -590,3 +590,15 @@ def test_cli_help_and_module_entry_point(shared_data):
     proc = subprocess.run([sys.executable, "-m", "orchestrator.tasks", "describe", "nope"], capture_output=True,
                           text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2 and "unknown task 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_model_folder_without_tokenizer_files_is_refused(tmp_path, shared_models) -> None:
+    """A folder with only config.json used to give a 5-token tokenizer: every word [UNK]."""
+    import shutil
+
+    from orchestrator.tasks import get_task, load_processor
+
+    shutil.copy(shared_models / "minilm-l6-h384" / "config.json", tmp_path / "config.json")
+    with pytest.raises(ValueError, match="no usable tokenizer"):
+        load_processor(str(tmp_path), get_task("glue/sst2"))
+    assert len(load_processor(str(shared_models / "minilm-l6-h384"), get_task("glue/sst2"))) > 30000
