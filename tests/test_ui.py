@@ -242,8 +242,7 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
     # "Share" button does: store the view (sorted by metric, these columns) as an experiment tag and
     # open it by its key. Sorting by a metric also lists the child runs flat instead of under the parent.
     view = {"orderByKey": "metrics.`metric`", "orderByAsc": False,
-            "selectedColumns": ["metrics.`metric`", "metrics.`params`", "params.`method.name`",
-                                "params.`method.rank`"]}
+            "selectedColumns": ["metrics.`metric`", "metrics.`params`", "params.`method.name`"]}
     api(url, "experiments/set-experiment-tag", {"experiment_id": exp_id, "key": f"mlflow.sharedViewState.{VIEW_KEY}",
                                                 "value": json.dumps(view)})
     page = f"{url}/#/experiments/{exp_id}/runs?viewStateShareKey={VIEW_KEY}"
@@ -262,8 +261,7 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
         cells = by_trial[row["trial_id"]]
         assert float(cells["metrics.`metric`"]) == pytest.approx(row["metric"], rel=1e-6)
         assert float(cells["metrics.`params`"]) == pytest.approx(row["params"], rel=1e-6)
-        assert cells["params.`method.name`"] == "pc_lora"
-        assert cells["params.`method.rank`"] == str(row["method.rank"])
+        assert cells["params.`method.name`"] == row["method.name"]
 
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -278,4 +276,5 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
     except subprocess.TimeoutExpired:
         pytest.fail("orchestrator.ui still running 30 s after Ctrl-C")
     assert code in (0, -signal.SIGINT, 130), code
+    print(f"orchestrator.ui exited with {code} after Ctrl-C")
     assert listening_addresses(port) == set()
