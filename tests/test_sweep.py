@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def abs_sets(results: Path) -> list[str]:
     """Absolute paths, so that the same command works from any working directory (ray job submit)."""
     return ["--set", f"model={MODELS / 'minilm-l3-h384'}", "--set", f"data_dir={DATA}",
             "--set", f"results_dir={results}"]
+
+
+@pytest.fixture
+def ray_tmp():
+    """A Ray temp dir of this test's own (short: Ray's socket paths have a length limit), so the test can
+    kill exactly its Ray processes. `ray stop --force` would kill every Ray cluster on the machine."""
+    path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    yield path
+    subprocess.run(["pkill", "-9", "-f", str(path)], capture_output=True)
+    time.sleep(1)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def sweep_cmd(*args: str) -> list[str]:
@@ -79,7 +91,8 @@ def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) ->
     assert pc["params"] < pc["base_params"] and pc["flops"] < pc["base_flops"]
 
 
-def test_driver_killed_then_resume_runs_every_trial_once(tmp_path: Path, shared_models, shared_data) -> None:
+def test_driver_killed_then_resume_runs_every_trial_once(tmp_path: Path, shared_models, shared_data,
+                                                         ray_tmp: Path) -> None:
     cfg = yaml.safe_load(QUICKSTART.read_text())
     cfg.update({"name": "resume", "space": {"method.rank": {"grid": [2, 4, 8]}}})
     cfg["method"].update({"name": "pc_lora", "kd_weight": 0.0})
@@ -89,8 +102,11 @@ def test_driver_killed_then_resume_runs_every_trial_once(tmp_path: Path, shared_
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(cfg))
     sweep_dir = tmp_path / "resume"
+    first_ray = ray_tmp / "first"
+    first_ray.mkdir()
     proc = subprocess.Popen(sweep_cmd("--config", str(path), *abs_sets(tmp_path)), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "RAY_TMPDIR": str(first_ray)})
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if len(list(sweep_dir.glob("trials/*/metrics.json"))) >= 1:
@@ -100,8 +116,8 @@ def test_driver_killed_then_resume_runs_every_trial_once(tmp_path: Path, shared_
     assert finished and proc.poll() is None, "the sweep ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, as a lost machine would
     proc.wait()
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120,
-                   env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    # the rest of that Ray (raylet, GCS, workers): everything started under its temp dir
+    subprocess.run(["pkill", "-9", "-f", str(first_ray)], capture_output=True)
     assert not (sweep_dir / "trials.csv").exists()
     again = subprocess.run(sweep_cmd("--config", str(path), "--resume", *abs_sets(tmp_path)), cwd=REPO,
                            capture_output=True, text=True, timeout=900)
@@ -138,11 +154,10 @@ def test_asha_stops_trials_and_the_sweep_goes_on(tmp_path: Path, shared_models, 
 
 
 @pytest.mark.skipif(shutil.which("ray", path=str(Path(sys.executable).parent)) is None, reason="no ray CLI")
-def test_ray_job_submit_to_a_started_cluster(tmp_path: Path, shared_models, shared_data) -> None:
+def test_ray_job_submit_to_a_started_cluster(tmp_path: Path, shared_models, shared_data, ray_tmp: Path) -> None:
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120, env=env)
-    start = subprocess.run(["ray", "start", "--head", "--num-cpus", "2", "--dashboard-host", "127.0.0.1",
+    start = subprocess.run(["ray", "start", "--head", "--num-cpus", "2", "--temp-dir", str(ray_tmp), "--dashboard-host", "127.0.0.1",
                             "--dashboard-port", "8265", "--disable-usage-stats"],
                            capture_output=True, text=True, timeout=180, env=env)
     assert start.returncode == 0, start.stderr[-3000:]
@@ -153,7 +168,7 @@ def test_ray_job_submit_to_a_started_cluster(tmp_path: Path, shared_models, shar
                              cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
         assert "succeeded" in job.stdout.lower()
-    finally:
-        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120, env=env)
+    finally:  # only this cluster: its processes all name its temp dir
+        subprocess.run(["pkill", "-9", "-f", str(ray_tmp)], capture_output=True)
     check_outputs(tmp_path / "quickstart-smoke", {"pc_lora", "kd_lora"})
     assert np.isfinite(pd.read_csv(tmp_path / "quickstart-smoke" / "trials.csv")["metric"]).all()
