@@ -1,0 +1,194 @@
+"""Training throughput and model-FLOPs utilisation of each method on a BERT-base-shaped model (issue 10, item 5).
+
+    python -m benchmarks.throughput [--arch bert-base] [--batch 32] [--seq-len 128] [--rank 32]
+                                    [--student-layers 6] [--device cuda] [--suffix h200]
+
+Random weights from a config (speed does not depend on the values), fixed-length random tokens, bf16
+autocast on a GPU (float32 on a CPU), the training step of orchestrator/loop.py (`_common.make_step`).
+Conditions: FFT, LoRA, PC-LoRA at λ = 0.5 and λ = 0 (W skipped), each without and with feature KD,
+KD-LoRA's student (the model cut to k layers + LoRA) with cached teacher logits and with a teacher
+forward each step. They run interleaved, one step each per round.
+
+FLOPs of one step are counted per condition with torch.utils.flop_counter.FlopCounterMode over a whole
+step (forward + backward: what the method really computes, e.g. no weight gradients for frozen W);
+MFU = those FLOPs / median step time / the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s). On a
+CPU, only the achieved FLOP/s are given. Needs only torch, transformers, peft and methods/ (no Ray,
+no data sets), so it runs on the lent GPU machine as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks._common import (
+    command_line,
+    common_args,
+    interleaved,
+    load_average,
+    machine,
+    machine_line,
+    make_step,
+    pick_device,
+    quiet_transformers,
+    random_bert,
+    summary,
+    sync,
+    synthetic_batch,
+    write,
+)
+from methods import baselines, kd_lora, pc_lora
+
+PEAK_BF16 = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12}  # dense, SXM data sheets
+
+
+def peak_flops(gpu_name: str | None) -> float | None:
+    for key, value in PEAK_BF16.items():
+        if gpu_name and key in gpu_name:
+            return value
+    return None
+
+
+def step_flops(step: Callable[[int], None]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        step(0)
+    return int(counter.get_total_flops())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="bert-base", help="bert-base | minilm-l6 | tiny")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument("--student-layers", type=int, default=6)
+    parser.add_argument("--kd-weight", type=float, default=0.5)
+    common_args(parser, rounds=20, warmup=5)
+    args = parser.parse_args()
+
+    device = pick_device(args.device)
+    amp = device.type == "cuda"
+    torch.set_num_threads(args.threads)
+    quiet_transformers()
+    info = machine(device)
+    base = random_bert(args.arch)
+    vocab = base.config.vocab_size
+    batches = [{**synthetic_batch(vocab, args.batch, args.seq_len, seed=i),
+                "labels": torch.randint(0, 2, (args.batch,), generator=torch.Generator().manual_seed(i)),
+                "idx": torch.arange(i * args.batch, (i + 1) * args.batch)} for i in range(4)]
+    n_examples = 4 * args.batch
+
+    fft = baselines.prepare_fft(copy.deepcopy(base)).to(device)
+    lora = baselines.attach_lora(copy.deepcopy(base), args.rank).to(device)
+    pc = copy.deepcopy(base)
+    pc_lora.attach(pc, args.rank)
+    pc = pc.to(device)
+    teacher = copy.deepcopy(base).to(device).eval().requires_grad_(False)
+    student = baselines.attach_lora(kd_lora.cut_layers(base, args.student_layers), args.rank).to(device)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        cached = torch.cat([teacher(**{k: v.to(device) for k, v in b.items() if k not in ("idx", "labels")}
+                                    ).logits.float() for b in batches])
+    logits = kd_lora.TeacherLogits(cached.cpu()).to(device)
+    assert len(logits) == n_examples
+    kd = args.kd_weight
+
+    def plain(model: torch.nn.Module) -> Callable[[dict], torch.Tensor]:
+        def fn(batch: dict) -> torch.Tensor:
+            batch.pop("idx")
+            return model(**batch).loss
+        return fn
+
+    def pc_loss(weight: float) -> Callable[[dict], torch.Tensor]:
+        def fn(batch: dict) -> torch.Tensor:  # loop.method_loss's pc_lora branch
+            batch.pop("idx")
+            if weight == 0:
+                return pc(**batch).loss
+            out = pc(**batch, output_hidden_states=True)
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            teacher_out = pc_lora.teacher_forward(pc, **inputs)
+            return pc_lora.loss(out.loss, out.hidden_states[1:], teacher_out.hidden_states[1:], weight)
+        return fn
+
+    def kd_cached(batch: dict) -> torch.Tensor:  # loop.method_loss's kd_lora branch
+        idx, labels = batch.pop("idx"), batch.pop("labels")
+        return kd_lora.kd_loss(student(**batch).logits, logits.lookup(idx), labels, kd_weight=kd,
+                               temperature=2.0, regression=False)
+
+    def kd_teacher_each_step(batch: dict) -> torch.Tensor:
+        batch.pop("idx")
+        labels = batch.pop("labels")
+        with torch.no_grad():
+            t_logits = teacher(**batch).logits
+        return kd_lora.kd_loss(student(**batch).logits, t_logits, labels, kd_weight=kd,
+                               temperature=2.0, regression=False)
+
+    def lam(value: float) -> Callable[[], None]:
+        return lambda: pc_lora.set_lambda(pc, value)
+
+    L = args.student_layers
+    spec = [
+        ("fft", fft, plain(fft), None),
+        (f"lora r{args.rank}", lora, plain(lora), None),
+        ("pc_lora λ=0.5 kd=0", pc, pc_loss(0.0), lam(0.5)),
+        ("pc_lora λ=0 kd=0 (W skipped)", pc, pc_loss(0.0), lam(0.0)),
+        (f"pc_lora λ=0.5 kd={kd}", pc, pc_loss(kd), lam(0.5)),
+        (f"pc_lora λ=0 kd={kd} (teacher needs W)", pc, pc_loss(kd), lam(0.0)),
+        (f"kd_lora {L}L cached logits", student, kd_cached, None),
+        (f"kd_lora {L}L teacher fwd/step", student, kd_teacher_each_step, None),
+    ]
+    peaks: dict[str, int] = {}
+    conditions = {name: make_step(m, fn, device, amp, batches, before, peaks, name) for name, m, fn, before in spec}
+    trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m, _, _ in spec}
+    flops = {name: step_flops(step) for name, step in conditions.items()}
+    sync(device)
+    times = interleaved(conditions, warmup=args.warmup, rounds=args.rounds, device=device)
+    info["load_average_end"] = load_average()
+    stats = {name: summary(t) for name, t in times.items()}
+    peak = peak_flops(info.get("gpu"))
+    fft_median = stats["fft"]["median"]
+
+    rows = {}
+    for name, s in stats.items():
+        achieved = flops[name] / s["median"]
+        rows[name] = {**s, "examples_per_s": args.batch / s["median"],
+                      "tokens_per_s": args.batch * args.seq_len / s["median"],
+                      "step_flops": flops[name], "achieved_flops_per_s": achieved,
+                      "mfu": achieved / peak if peak else None, "ratio_to_fft": s["median"] / fft_median,
+                      "trainable_params": trainable[name], "peak_gpu_bytes": peaks.get(name)}
+    precision = "bf16 autocast" if amp else "float32"
+    lines = [
+        f"Training throughput per method, `{args.arch}`-shaped BertForSequenceClassification (random weights), "
+        f"batch {args.batch} x {args.seq_len} tokens, {precision}, rank {args.rank}, KD-LoRA student "
+        f"{L} of {base.config.num_hidden_layers} layers. Median of {args.rounds} steps per condition after "
+        f"{args.warmup} warm-up rounds, conditions interleaved.",
+        f"Machine: {machine_line(info)}.",
+        f"Command: `{command_line()}`.",
+        f"FLOPs per step counted with FlopCounterMode over forward + backward; MFU against "
+        f"{peak / 1e12:.0f} TFLOP/s dense bf16." if peak else
+        "FLOPs per step counted with FlopCounterMode over forward + backward; no GPU peak, so no MFU.",
+        "",
+        "| method | ms/step | examples/s | ratio to FFT time | TFLOP/step | achieved TFLOP/s | MFU | peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "n/a"
+        mem = f"{r['peak_gpu_bytes'] / 2**20:.0f}" if r["peak_gpu_bytes"] else "n/a"
+        lines.append(f"| {name} | {1e3 * r['median']:.1f} | {r['examples_per_s']:.0f} | {r['ratio_to_fft']:.2f} "
+                     f"| {r['step_flops'] / 1e12:.3f} | {r['achieved_flops_per_s'] / 1e12:.1f} | {mfu} | {mem} |")
+    lines += ["", "2-GPU DDP scaling of one trial: not measured by this script (it needs a 2-GPU machine; "
+              "see benchmarks/README.md)."]
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    payload = {"benchmark": "throughput", "command": command_line(), "args": vars(args), "machine": info,
+               "peak_flops": peak, "steps": {n: {**r, "seconds": times[n]} for n, r in rows.items()}}
+    name = "throughput" + (f"_{args.suffix}" if args.suffix else "")
+    for p in write(name, payload, markdown, args.out):
+        print("wrote", p)
+
+
+if __name__ == "__main__":
+    main()
