@@ -79,8 +79,16 @@ def _date(mtime: float) -> str:
     return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
+def _here(path: Path) -> Path:
+    """`path` relative to where the command runs when it lies below it: committed tables name no home folder."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def _sweep_command(results_dir: Path, sweep: str) -> str:
-    return f"python -m orchestrator.sweep --config {results_dir / sweep / 'sweep.yaml'}"
+    return f"python -m orchestrator.sweep --config {_here(results_dir / sweep / 'sweep.yaml')}"
 
 
 def _truthy(value: Any) -> bool:
@@ -172,7 +180,7 @@ def _run_row(path: Path, results_dir: Path, problems: list[str]) -> dict[str, An
     else:
         run_dir = path.parent
         sweep, trial_id = rel.as_posix(), run_dir.name
-        command = f"python -m orchestrator.train --config {config_path} --out {run_dir}"
+        command = f"python -m orchestrator.train --config {_here(config_path)} --out {_here(run_dir)}"
     row.update(sweep=sweep, trial_id=trial_id, date=_date(path.stat().st_mtime), device=_device(metrics.get("device")),
                command=command, source="metrics.json", status="complete", full_budget=True)
     if _missing(row):
