@@ -1,0 +1,179 @@
+"""Training cost per method on the same model and the same batches: FFT, LoRA, PC-LoRA, KD-LoRA.
+
+    python -m benchmarks.methods_cost [--model minilm-l6-h384] [--rank 8] [--batch 32] [--max-length 64]
+                                      [--threads 2] [--warmup 3] [--rounds 15] [--device auto]
+
+One step = what orchestrator/loop.py's train_worker does per batch: the batch to the device, the
+method's loss (as in `method_loss`), zero_grad, backward, clip_grad_norm_ to 1.0, AdamW step, and
+`loss.item()`. bf16 autocast on a GPU, float32 on the CPU, as in the loop. The models are built with
+the project's functions (methods.baselines.prepare_fft / attach_lora, methods.pc_lora.attach +
+set_lambda, methods.kd_lora.cut_layers + attach_lora, kd_lora.TeacherLogits). The batches are real
+SST-2 text from the quickstart's 1,000-example subset, tokenised with the model's tokenizer to at most
+`--max-length` tokens and padded per batch, as the loop does; the same batch goes to every condition in a
+round. Conditions run interleaved, one step each per round; the table gives the median s/step and its
+ratio to FFT's median. Writes benchmarks/results/methods_cost{,_<suffix>}.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from benchmarks._common import (
+    command_line,
+    common_args,
+    interleaved,
+    load_average,
+    machine,
+    machine_line,
+    make_step,
+    model_dir,
+    pick_device,
+    quiet_transformers,
+    sst2_batches,
+    summary,
+    sync,
+    write,
+)
+from methods import baselines, kd_lora, pc_lora
+from orchestrator.tasks import get_task, load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="minilm-l6-h384", help="folder name under ../shared/models")
+    parser.add_argument("--rank", type=int, default=8, help="LoRA / PC-LoRA / KD-LoRA rank (quickstart: 8)")
+    parser.add_argument("--student-layers", type=int, default=3)
+    parser.add_argument("--kd-weight", type=float, default=0.5)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--n-batches", type=int, default=8, help="distinct batches, cycled over the rounds")
+    common_args(parser, rounds=15, warmup=3)
+    args = parser.parse_args()
+
+    device = pick_device(args.device)
+    amp = device.type == "cuda"
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    quiet_transformers()
+    info = machine(device)
+    path = model_dir(args.model)
+    task = get_task("glue/sst2")
+    batches, dataset, collate = sst2_batches(path, batch_size=args.batch, max_length=args.max_length,
+                                    n_batches=args.n_batches)
+    seq_lens = [b["input_ids"].shape[1] for b in batches]
+
+    base = load_model(str(path), task)
+    fft = baselines.prepare_fft(copy.deepcopy(base)).to(device)
+    lora = baselines.attach_lora(copy.deepcopy(base), args.rank).to(device)
+    pc = copy.deepcopy(base)
+    pc_lora.attach(pc, args.rank)
+    pc = pc.to(device)
+    # The KD-LoRA teacher: the model itself (fine-tuned in a real run; the values do not change the time).
+    teacher = copy.deepcopy(base).to(device).eval().requires_grad_(False)
+    student = baselines.attach_lora(kd_lora.cut_layers(base, args.student_layers), args.rank).to(device)
+    # Teacher logits once per training example, as orchestrator/loop.py's finish() computes them.
+    from torch.utils.data import DataLoader
+
+    sync(device)
+    start = time.perf_counter()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = kd_lora.TeacherLogits.compute(teacher, DataLoader(dataset, batch_size=64, collate_fn=collate),
+                                               device).to(device)
+    sync(device)
+    logits_seconds = time.perf_counter() - start
+
+    kd = args.kd_weight
+
+    def plain(model: nn.Module) -> Callable[[dict], torch.Tensor]:
+        def fn(batch: dict) -> torch.Tensor:
+            batch.pop("idx")
+            return model(**batch).loss
+        return fn
+
+    def pc_loss(weight: float) -> Callable[[dict], torch.Tensor]:
+        def fn(batch: dict) -> torch.Tensor:  # method_loss's pc_lora branch
+            batch.pop("idx")
+            if weight == 0:
+                return pc(**batch).loss
+            out = pc(**batch, output_hidden_states=True)
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            teacher_out = pc_lora.teacher_forward(pc, **inputs)
+            return pc_lora.loss(out.loss, out.hidden_states[1:], teacher_out.hidden_states[1:], weight)
+        return fn
+
+    def kd_cached(batch: dict) -> torch.Tensor:  # method_loss's kd_lora branch
+        idx, labels = batch.pop("idx"), batch.pop("labels")
+        return kd_lora.kd_loss(student(**batch).logits, logits.lookup(idx), labels, kd_weight=kd,
+                               temperature=2.0, regression=False)
+
+    def kd_teacher_each_step(batch: dict) -> torch.Tensor:  # what the cache saves
+        batch.pop("idx")
+        labels = batch.pop("labels")
+        with torch.no_grad():
+            t_logits = teacher(**batch).logits
+        return kd_lora.kd_loss(student(**batch).logits, t_logits, labels, kd_weight=kd,
+                               temperature=2.0, regression=False)
+
+    def lam(value: float) -> Callable[[], None]:
+        return lambda: pc_lora.set_lambda(pc, value)
+
+    peaks: dict[str, int] = {}
+    spec: list[tuple[str, nn.Module, Callable, Callable | None]] = [
+        ("fft", fft, plain(fft), None),
+        (f"lora r{args.rank}", lora, plain(lora), None),
+        ("pc_lora λ=0.5 kd=0", pc, pc_loss(0.0), lam(0.5)),
+        ("pc_lora λ=0 kd=0 (W skipped)", pc, pc_loss(0.0), lam(0.0)),
+        (f"pc_lora λ=0.5 kd={kd}", pc, pc_loss(kd), lam(0.5)),
+        (f"pc_lora λ=0 kd={kd} (teacher needs W)", pc, pc_loss(kd), lam(0.0)),
+        (f"kd_lora {args.student_layers}L cached logits", student, kd_cached, None),
+        (f"kd_lora {args.student_layers}L teacher fwd/step", student, kd_teacher_each_step, None),
+    ]
+    trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m, _, _ in spec}
+    conditions = {name: make_step(m, fn, device, amp, batches, before, peaks, name) for name, m, fn, before in spec}
+    times = interleaved(conditions, warmup=args.warmup, rounds=args.rounds, device=device)
+    info["load_average_end"] = load_average()
+
+    stats = {name: summary(t) for name, t in times.items()}
+    fft_median = stats["fft"]["median"]
+    data_line = (f"real SST-2 text (quickstart subset, {args.n_batches} batches cycled), batch {args.batch}, "
+                 f"tokenised to <= {args.max_length} tokens and padded per batch (padded lengths {seq_lens})")
+    lines = [
+        f"Training step of `{args.model}` (num_labels 2) per method, rank {args.rank}, {data_line}; "
+        f"{'bf16 autocast' if amp else 'float32'}. Median of {args.rounds} steps per condition after "
+        f"{args.warmup} warm-up rounds, conditions interleaved (one step each per round).",
+        f"Machine: {machine_line(info)}.",
+        f"Command: `{command_line()}`.",
+        f"KD-LoRA teacher logits for the 1,000 training examples computed once in {logits_seconds:.2f} s "
+        f"(= {logits_seconds / fft_median:.1f} FFT steps); the student is the teacher cut to "
+        f"{args.student_layers} layers (kd_lora.cut_layers) + LoRA, kd_weight {kd}, T 2.",
+        "",
+        "| method | s/step (median) | IQR | ratio to FFT | trainable params |"
+        + (" peak GPU MiB |" if peaks else ""),
+        "|---|---:|---:|---:|---:|" + ("---:|" if peaks else ""),
+    ]
+    for name, s in stats.items():
+        row = (f"| {name} | {s['median']:.4f} | {s['q1']:.4f}-{s['q3']:.4f} | {s['median'] / fft_median:.2f} "
+               f"| {trainable[name]:,} |")
+        if peaks:
+            row += f" {peaks[name] / 2**20:.0f} |"
+        lines.append(row)
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    payload = {"benchmark": "methods_cost", "command": command_line(), "args": vars(args), "machine": info, "padded_seq_lens": seq_lens,
+               "teacher_logits_seconds": logits_seconds, "trainable_params": trainable,
+               "peak_gpu_bytes": peaks or None,
+               "steps": {name: {**stats[name], "ratio_to_fft": stats[name]["median"] / fft_median,
+                                "seconds": times[name]} for name in stats}}
+    name = "methods_cost" + (f"_{args.suffix}" if args.suffix else "")
+    for p in write(name, payload, markdown, args.out):
+        print("wrote", p)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""What the orchestration costs (issue 10, item 1): Ray Train step time against a bare loop, start-up, sweep shares.
+
+    python -m benchmarks.overhead [--reps 3] [--max-examples 320] [--epochs 3] [--skip-sweep]
+                                  [--sweep-samples 4] [--sweep-max-examples 500]
+
+1. Steady-state step time. The same training (search_spaces/quickstart.yaml's PC-LoRA point: MiniLM-L6,
+   rank 8, sine decay, kd_weight 0.5, batch 32, max_length 64, SST-2 subset) runs (a) in a bare
+   single-process loop (`bare_loop`: the body of orchestrator/loop.py's train_worker without Ray:
+   the same dataset, sampler, model, loss, optimizer, schedule and torch threads) and (b) through
+   `orchestrator.run.fit`, i.e. one Ray Train TorchTrainer worker running the real train_worker. Each
+   run is its own process (as a Ray worker is); they alternate A B, B A, ... `--reps` times, and the
+   medians of the last epoch's median step time (data loading included) are compared. The Ray run
+   gets a fresh local Ray each time (shut down after), so Ray's daemons do not run during bare runs.
+2. Start-up. From each Ray run: launch (process ready, before ray.init) to the worker's first step,
+   split into Ray start + worker group (launch to worker start) and the worker's own set-up (data,
+   model, accounting: worker start to first step). From the sweep: Tune's launch to the first step of
+   the first trial, and the gap each later trial waits after the one before it ended.
+3. The quickstart's shares. A smaller quickstart (`--sweep-samples` trials, `--sweep-max-examples`
+   training examples, one trial at a time so that the shares add up) runs through
+   orchestrator.tune.run_sweep; each trial's worker reports the seconds spent in training steps, in
+   evaluation and in set-up; the rest of the wall time is Ray/Tune start-up, checkpoints, the final
+   accounting and saving, MLflow logging and the sweep's outputs.
+Writes benchmarks/results/overhead{,_<suffix>}.{json,md} (1, 2) and overhead_sweep{,_<suffix>}.{json,md} (3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import ROOT, command_line, load_average, machine, machine_line, write
+
+QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
+
+
+def bench_config(args: argparse.Namespace, results_dir: str, name: str, extra: list[str] | None = None) -> Any:
+    from orchestrator.config import load_config
+
+    data = os.environ.get("ORCH_BENCH_DATA", str(ROOT.parent / "shared" / "data"))
+    model = os.environ.get("ORCH_BENCH_MODEL", str(ROOT.parent / "shared" / "models" / "minilm-l6-h384"))
+    sets = [f"name={name}", f"results_dir={results_dir}", f"data_dir={data}", f"model={model}",
+            f"train.epochs={args.epochs}", f"train.max_examples={args.max_examples}",
+            f"eval.max_examples={args.eval_examples}", "method.name=pc_lora", *(extra or [])]
+    return load_config(QUICKSTART, sets)
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) the bare loop and (b) the Ray Train run, each in a child process
+
+
+def bare_loop(cfg: Any) -> dict[str, Any]:
+    """train_worker's training loop without Ray (no evaluation, checkpoints or reports)."""
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler
+    from transformers import get_linear_schedule_with_warmup
+
+    from methods import pc_lora
+    from orchestrator.loop import build_model, method_loss, seed_everything, student_reference, to_device
+    from orchestrator.tasks import build_dataset, get_task
+
+    launch = time.time()
+    device = torch.device("cpu")
+    torch.set_num_threads(max(1, cfg.resources.cpus_per_worker))
+    task = get_task(cfg.task)
+    seed_everything(cfg.train.seed)
+    cache_dir = str(Path(cfg.results_dir) / ".cache" / "data")
+    train_set, collate = build_dataset(task, "train", max_examples=cfg.train.max_examples, train=True,
+                                       augment=cfg.train.augment, data_dir=cfg.data_dir,
+                                       max_length=cfg.train.max_length, seed=cfg.train.seed, cache_dir=cache_dir,
+                                       model_name_or_path=student_reference(cfg),
+                                       trust_remote_code=cfg.trust_remote_code)
+    raw_model = build_model(cfg, task, None).to(device)
+    sampler = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=cfg.train.seed)
+    loader = DataLoader(train_set, batch_size=cfg.train.batch_size, sampler=sampler, collate_fn=collate)
+    total_steps = len(loader) * cfg.train.epochs
+    trainable = [p for p in raw_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.train.warmup_ratio * total_steps), total_steps)
+    first_step, step, epochs = None, 0, []
+    raw_model.train()
+    for epoch in range(cfg.train.epochs):
+        sampler.set_epoch(epoch)
+        epoch_start, seen = time.perf_counter(), 0
+        step_times, step_start = [], epoch_start
+        for batch in loader:
+            first_step = first_step or time.time()
+            if cfg.method.name == "pc_lora":
+                lam = pc_lora.decay_factor(step, total_steps, cfg.method.decay_schedule, cfg.method.decay_end)
+                pc_lora.set_lambda(raw_model, lam)
+            batch = to_device(batch, device)
+            seen += len(batch["idx"])
+            loss = method_loss(cfg, raw_model, raw_model, batch, None, None, task.is_regression)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.train.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss.item()
+            step_end = time.perf_counter()
+            step_times.append(step_end - step_start)
+            step_start = step_end
+        seconds = time.perf_counter() - epoch_start
+        epochs.append({"step_seconds_median": statistics.median(step_times), "examples_per_s": seen / seconds})
+    return {"epochs": epochs, "launch_unix": launch, "first_step_unix": first_step}
+
+
+def private_ray() -> dict[str, Any]:
+    """ray.init arguments for a new local Ray of this process alone: `ray.init()` without an address joins
+    the newest Ray on the machine (/tmp/ray/ray_current_cluster), e.g. another sweep's; its own temp dir
+    keeps it from becoming that file's cluster for others."""
+    return {"address": "local", "num_cpus": 2, "include_dashboard": False, "log_to_driver": False,
+            "_temp_dir": tempfile.mkdtemp(prefix="obr-")}
+
+
+def ray_run(cfg: Any, out_dir: Path) -> dict[str, Any]:
+    import ray
+
+    from orchestrator.run import fit
+
+    launch = time.time()
+    ray.init(**private_ray())
+    ray_ready = time.time()
+    try:
+        metrics = fit(cfg, out_dir)
+    finally:
+        ray.shutdown()
+    return {"launch_unix": launch, "ray_ready_unix": ray_ready, "metrics": metrics}
+
+
+def child(kind: str, args: argparse.Namespace, out: Path) -> None:
+    results_dir = args.child_results
+    cfg = bench_config(args, results_dir, f"overhead-{kind}", ["tracking.uri=null"])
+    result = bare_loop(cfg) if kind == "bare" else ray_run(cfg, Path(tempfile.mkdtemp(dir=results_dir)))
+    out.write_text(json.dumps(result, default=str))
+
+
+def run_child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        out = Path(handle.name)
+    cmd = [sys.executable, "-m", "benchmarks.overhead", "--child", kind, "--child-out", str(out),
+           "--max-examples", str(args.max_examples), "--epochs", str(args.epochs),
+           "--eval-examples", str(args.eval_examples), "--child-results", args.child_results]
+    started, load_start = time.perf_counter(), load_average()
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL if not args.verbose else None)
+    result = json.loads(out.read_text())
+    result["process_seconds"] = time.perf_counter() - started
+    result["load_average"] = [load_start, load_average()]
+    out.unlink()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep
+
+
+def sweep_shares(args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    from orchestrator.tune import run_sweep
+
+    results_dir = tempfile.mkdtemp(prefix="orch-bench-sweep-")
+    ns = argparse.Namespace(**{**vars(args), "max_examples": args.sweep_max_examples,
+                               "eval_examples": args.sweep_eval_examples})
+    cfg = bench_config(ns, results_dir, "bench-quickstart",
+                       [f"search.num_samples={args.sweep_samples}", "search.max_concurrent_trials=1"])
+    launch = time.time()
+    ray.init(**private_ray())
+    ray_ready = time.time()
+    try:
+        run_sweep(cfg)
+    finally:
+        ray.shutdown()
+    end = time.time()
+    runs = []
+    for path in sorted(Path(results_dir).glob("**/metrics.json")):
+        if "/ray/" in str(path):
+            continue
+        m = json.loads(path.read_text())
+        if "worker_start_unix" not in m:
+            continue
+        runs.append({"run": str(path.parent.relative_to(results_dir)), "method": m.get("method"),
+                     "epochs": m.get("epoch"), "stopped_early": m.get("stopped_early"),
+                     "worker_start_unix": m["worker_start_unix"], "first_step_unix": m["first_step_unix"],
+                     "end_unix": path.stat().st_mtime, "train_seconds": m["train_seconds"],
+                     "train_loop_seconds": m["train_loop_seconds"], "eval_seconds": m["eval_seconds"],
+                     "setup_seconds": m["first_step_unix"] - m["worker_start_unix"]})
+    runs.sort(key=lambda r: r["worker_start_unix"])
+    for prev, run in zip([None, *runs[:-1]], runs, strict=True):
+        run["wait_before_worker_seconds"] = run["worker_start_unix"] - (prev["end_unix"] if prev else ray_ready)
+    wall = end - launch
+    steps = sum(r["train_loop_seconds"] for r in runs)
+    evals = sum(r["eval_seconds"] for r in runs)
+    setup = sum(r["setup_seconds"] for r in runs)
+    finish = sum(r["train_seconds"] - r["setup_seconds"] - r["train_loop_seconds"] - r["eval_seconds"] for r in runs)
+    rest = wall - steps - evals - setup - finish
+    return {"config": {"num_samples": args.sweep_samples, "max_examples": args.sweep_max_examples,
+                       "eval_max_examples": args.sweep_eval_examples, "epochs": args.epochs,
+                       "max_concurrent_trials": 1},
+            "wall_seconds": wall, "ray_init_seconds": ray_ready - launch,
+            "first_step_after_launch_seconds": runs[0]["first_step_unix"] - launch if runs else None,
+            "first_step_after_ray_ready_seconds": runs[0]["first_step_unix"] - ray_ready if runs else None,
+            "shares": {"training steps": steps / wall, "evaluation": evals / wall,
+                       "worker set-up (data, model, accounting)": setup / wall,
+                       "checkpoints, final accounting, saving (in the worker)": finish / wall,
+                       "outside the workers (Ray/Tune start-up, worker groups, MLflow, outputs)": rest / wall},
+            "seconds": {"training steps": steps, "evaluation": evals, "worker set-up": setup,
+                        "worker finish": finish, "outside the workers": rest},
+            "runs": runs}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="A/B pairs (bare, Ray), alternating order")
+    parser.add_argument("--max-examples", type=int, default=320, help="training examples of the A/B runs")
+    parser.add_argument("--eval-examples", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--skip-sweep", action="store_true", help="only the A/B runs (results/overhead)")
+    parser.add_argument("--skip-ab", action="store_true", help="only the sweep (results/overhead_sweep)")
+    parser.add_argument("--sweep-samples", type=int, default=4)
+    parser.add_argument("--sweep-max-examples", type=int, default=500)
+    parser.add_argument("--sweep-eval-examples", type=int, default=872, help="872 = SST-2's whole validation split")
+    parser.add_argument("--suffix", default="")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--child", choices=["bare", "ray"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-results", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args, args.child_out)
+        return
+
+    import torch
+
+    suffix = f"_{args.suffix}" if args.suffix else ""
+    if not args.skip_ab:
+        info = machine(torch.device("cpu"))
+        markdown, payload = ab_report(args, info)
+        for p in write("overhead" + suffix, payload, markdown, args.out):
+            print("wrote", p)
+    if not args.skip_sweep:
+        info = machine(torch.device("cpu"))
+        markdown, payload = sweep_report(args, info)
+        for p in write("overhead_sweep" + suffix, payload, markdown, args.out):
+            print("wrote", p)
+
+
+def ab_report(args: argparse.Namespace, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    # One results folder for every A/B run, as for the runs of one user: the tokenised-data cache and the
+    # MLflow database are made by the first run and reused (the medians leave that first run's cost out).
+    args.child_results = tempfile.mkdtemp(prefix="orch-bench-overhead-")
+    bare, ray_runs, order = [], [], []
+    for rep in range(args.reps):
+        for kind in (("bare", "ray") if rep % 2 == 0 else ("ray", "bare")):
+            result = run_child(kind, args)
+            (bare if kind == "bare" else ray_runs).append(result)
+            order.append(kind)
+            last = (result["epochs"][-1] if kind == "bare" else result["metrics"])
+            print(f"[overhead] rep {rep} {kind}: last-epoch median step {last['step_seconds_median']:.4f} s, "
+                  f"{last['examples_per_s']:.1f} ex/s, load {load_average()}", flush=True)
+    bare_step = [r["epochs"][-1]["step_seconds_median"] for r in bare]
+    ray_step = [r["metrics"]["step_seconds_median"] for r in ray_runs]
+    bare_eps = [r["epochs"][-1]["examples_per_s"] for r in bare]
+    ray_eps = [r["metrics"]["examples_per_s"] for r in ray_runs]
+    step_overhead = statistics.median(ray_step) / statistics.median(bare_step) - 1
+    eps_overhead = statistics.median(bare_eps) / statistics.median(ray_eps) - 1
+    startup = [{"launch_to_ray_ready": r["ray_ready_unix"] - r["launch_unix"],
+                "ray_ready_to_worker_start": r["metrics"]["worker_start_unix"] - r["ray_ready_unix"],
+                "worker_setup": r["metrics"]["first_step_unix"] - r["metrics"]["worker_start_unix"],
+                "launch_to_first_step": r["metrics"]["first_step_unix"] - r["launch_unix"],
+                "fit_wall": r["metrics"].get("wall_seconds")} for r in ray_runs]
+    bare_startup = [r["first_step_unix"] - r["launch_unix"] for r in bare]
+    info["load_average_end"] = load_average()
+
+    def med(key: str) -> float:
+        return statistics.median(s[key] for s in startup)
+
+    lines = [
+        "Orchestration overhead, CPU. A/B runs: quickstart's PC-LoRA point (MiniLM-L6, rank 8, sine, kd_weight "
+        f"0.5, batch 32, max_length 64), {args.max_examples} SST-2 training examples, {args.epochs} epochs, 1 torch "
+        f"thread (resources.cpus_per_worker), bare loop vs one Ray Train worker, {args.reps} pairs in alternating order.",
+        f"Machine: {machine_line(info)}.",
+        f"Command: `{command_line()}`.",
+        "",
+        "| | bare loop (median) | Ray Train worker (median) | overhead |",
+        "|---|---:|---:|---:|",
+        f"| last-epoch median step time (s) | {statistics.median(bare_step):.4f} | {statistics.median(ray_step):.4f} "
+        f"| {100 * step_overhead:+.1f} % |",
+        f"| last-epoch examples/s | {statistics.median(bare_eps):.1f} | {statistics.median(ray_eps):.1f} "
+        f"| {100 * eps_overhead:+.1f} % |",
+        "",
+        f"Per run, in order (bare / Ray step times): {[round(x, 4) for x in bare_step]} / "
+        f"{[round(x, 4) for x in ray_step]}; 1-minute load average at each run's start: "
+        f"{[r['load_average'][0][0] for r in bare]} / {[r['load_average'][0][0] for r in ray_runs]}.",
+        "",
+        "Start-up of a Ray Train run (median of the Ray runs): "
+        f"ray.init {med('launch_to_ray_ready'):.1f} s, then TorchTrainer + worker group to the worker's start "
+        f"{med('ray_ready_to_worker_start'):.1f} s, then the worker's set-up (data, model, accounting) "
+        f"{med('worker_setup'):.1f} s: launch to first step {med('launch_to_first_step'):.1f} s "
+        f"(the bare process: {statistics.median(bare_startup):.1f} s from its start to its first step).",
+    ]
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    return markdown, {"benchmark": "overhead", "command": command_line(), "args": vars(args), "machine": info,
+                      "order": order, "bare": bare, "ray": ray_runs, "step_overhead": step_overhead,
+                      "examples_per_s_overhead": eps_overhead, "startup": startup, "bare_startup": bare_startup}
+
+
+def sweep_report(args: argparse.Namespace, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    sweep = sweep_shares(args)
+    info["load_average_end"] = load_average()
+    c = sweep["config"]
+    lines = [
+        f"Smaller quickstart through orchestrator.tune.run_sweep: {c['num_samples']} trials (NSGA-II, ASHA at "
+        f"epoch 2), {c['max_examples']} training examples, {c['eval_max_examples']} validation examples, "
+        f"{c['epochs']} epochs, one trial at a time; wall {sweep['wall_seconds']:.0f} s. "
+        f"Tune's launch (before ray.init) to the first training step of the first trial: "
+        f"{sweep['first_step_after_launch_seconds']:.1f} s ({sweep['first_step_after_ray_ready_seconds']:.1f} s "
+        "after ray.init; the first KD-LoRA trial also fine-tunes the teacher once).",
+        f"Machine: {machine_line(info)}.",
+        f"Command: `{command_line()}`.",
+        "",
+        "| share of the sweep's wall time | seconds | share |",
+        "|---|---:|---:|",
+    ]
+    for (name, share), seconds in zip(sweep["shares"].items(), sweep["seconds"].values(), strict=True):
+        lines.append(f"| {name} | {seconds:.1f} | {100 * share:.1f} % |")
+    lines += ["", "| run | method | epochs | wait before the worker started (s) | worker set-up (s) | steps (s) "
+              "| eval (s) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in sweep["runs"]:
+        lines.append(f"| {r['run']} | {r['method']} | {r['epochs']} | {r['wait_before_worker_seconds']:.1f} "
+                     f"| {r['setup_seconds']:.1f} | {r['train_loop_seconds']:.1f} | {r['eval_seconds']:.1f} |")
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    return markdown, {"benchmark": "overhead_sweep", "command": command_line(), "args": vars(args), "machine": info,
+                      "sweep": sweep}
+
+if __name__ == "__main__":
+    main()
