@@ -37,6 +37,7 @@ from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_tas
 
 TEACHER_LOGITS_FILE = "train_logits.safetensors"
 STATE_FILE = "state.pt"
+EPOCHS_FILE = "epochs.jsonl"  # one line per finished epoch, appended by rank 0: where and when it ran
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,6 +279,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             print(f"[{cfg.name}] resumed from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
 
     sizes = initial_accounting(cfg, task, raw_model) if rank == 0 else {}
+    # Where rank 0 runs (on a cluster, the node; it changes when a lost node's trial resumes elsewhere).
+    node = ray.util.get_node_ip_address()
     model = ray.train.torch.prepare_model(raw_model, move_to_device=False) if world > 1 else raw_model
     model.train()
     lam = 1.0
@@ -306,6 +309,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
 
         metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": loss_sum / max(1, batches),
                                    "examples_per_s": seen * world / max(seconds, 1e-9), "world_size": world}
+        metrics.update({"node": node, "resumed_from_epoch": start_epoch})
         if cfg.method.name == "pc_lora":
             metrics["lambda"] = lam
         if rank == 0:
@@ -334,6 +338,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                                     "stopped_early": stop, "train_seconds": time.perf_counter() - start_time})
                     write_metrics(out_dir, metrics)
             ray.train.report(metrics, checkpoint=ckpt)
+        if rank == 0:
+            append_epoch(out_dir, metrics)
         if rank == 0 and run_id:
             tracking.log_metrics(cfg, run_id, metrics, step=epoch + 1)
         if stop:
@@ -387,6 +393,15 @@ def finish(cfg: Config, task: TaskSpec, raw_model: nn.Module, out_dir: Path, tra
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu ({len(os.sched_getaffinity(0))}-core host, {torch.get_num_threads()} thread/worker)")
     return {**measured, "device": device_name}
+
+
+def append_epoch(out_dir: Path, metrics: dict[str, Any]) -> None:
+    """One line of EPOCHS_FILE: the epoch's node, time and result, written after its checkpoint was reported."""
+    keys = ("epoch", "node", "resumed_from_epoch", "loss", "metric")
+    line = {"time": time.time(), **{k: metrics[k] for k in keys if k in metrics}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / EPOCHS_FILE, "a") as handle:
+        handle.write(json.dumps(line) + "\n")
 
 
 def write_metrics(out_dir: Path, metrics: dict[str, Any]) -> None:

@@ -192,7 +192,7 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     tracking.log_metrics(cfg, run_id, {**metrics, "wall_seconds": metrics["wall_seconds"]}, step=metrics["epoch"])
     tracking.set_tags(cfg, run_id, {"full_budget": str(bool(metrics.get("full_budget"))).lower(),
                                     "stopped_early": str(bool(metrics.get("stopped_early"))).lower(),
-                                    "device": metrics.get("device", "")})
+                                    "device": metrics.get("device", ""), "node": metrics.get("node", "")})
     tracking.log_artifacts(cfg, run_id, [out_dir / "metrics.json", out_dir / "config.yaml"])
     if cfg.tracking.log_models:
         tracking.log_artifacts(cfg, run_id, [out_dir / "model"], artifact_path="model")

@@ -27,7 +27,13 @@ TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
 # What metrics.json reports per trial (the task's own metrics are added from the results).
 METRIC_COLUMNS = ("metric_name", "metric", "params", "params_no_embeddings", "base_params",
                   "base_params_no_embeddings", "flops", "base_flops", "trainable_params", "train_seconds",
-                  "world_size", "epoch", "loss", "lambda", "examples_per_s", "device", "stopped_early")
+                  "world_size", "epoch", "loss", "lambda", "examples_per_s", "device", "stopped_early",
+                  "node", "nodes", "resumed_from_epoch")
+# Pins each trial's function (and so its Train controller, which Ray places beside it) to the head node:
+# it holds no CPU, and a worker node lost mid-trial then costs only the trial's workers, which Ray Train
+# restarts elsewhere from the last checkpoint. Losing the head ends the job anyway.
+HEAD_RESOURCE = "node:__internal_head__"
+EPOCHS_FILE = "epochs.jsonl"  # orchestrator.loop.EPOCHS_FILE (not imported: that would load torch on the driver)
 
 
 def smoke_config(cfg: Config) -> Config:
@@ -94,6 +100,22 @@ def finished_metrics(trial_dir: Path) -> dict[str, Any] | None:
     return metrics if metrics.get("full_budget") or metrics.get("stopped_early") else None
 
 
+def trial_nodes(trial_dir: Path) -> list[str]:
+    """The nodes a trial's rank 0 trained on, in order (more than one when it resumed after losing a node)."""
+    path = trial_dir / EPOCHS_FILE
+    if not path.is_file():
+        return []
+    nodes: list[str] = []
+    for line in path.read_text().splitlines():
+        try:
+            node = json.loads(line).get("node")
+        except ValueError:  # a line cut short by a node lost mid-write
+            continue
+        if node and (not nodes or nodes[-1] != node):
+            nodes.append(node)
+    return nodes
+
+
 def max_concurrent(cfg: Config, gpu: bool) -> int:
     import ray
 
@@ -152,7 +174,7 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
         tune.with_parameters(run_trial, base=cfg.to_dict(), parent_run_id=parent_run_id),
         # The trial function only drives its TorchTrainer, whose workers hold the CPUs/GPUs; a trial
         # taking 1 CPU of its own would deadlock a 2-core machine (STACK.md).
-        {"cpu": 0, "memory": 1})
+        {"cpu": 0, "memory": 1, HEAD_RESOURCE: 0.001})
     if resume:
         if not tune.Tuner.can_restore(str(experiment)):
             print(f"error: --resume: no sweep to resume at {experiment}; run without --resume to start it",
@@ -273,6 +295,9 @@ def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
         on_disk = finished_metrics(Path(cfg.results_dir) / cfg.name / "trials" / trial_id)
         if on_disk is not None:  # the trial's own record wins over what Tune last saw (driver lost)
             metrics.update(on_disk)
+        nodes = trial_nodes(Path(cfg.results_dir) / cfg.name / "trials" / trial_id)
+        if nodes:
+            metrics["nodes"] = " ".join(nodes)
         full = bool(metrics.get("full_budget")) and result.error is None
         status = "error" if result.error is not None else ("complete" if full else "stopped")
         if not full and result.error is None and not metrics.get("stopped_early"):
