@@ -128,7 +128,7 @@ class NetnsCluster:
     def __exit__(self, *exc: object) -> None:
         self.teardown()
 
-    def start(self, timeout: float = 240) -> None:
+    def start(self, timeout: float = 400) -> None:
         started = time.perf_counter()
         _ip("link", "add", self.bridge, "type", "bridge")
         _ip("addr", "add", f"{self.prefix}.1/24", "dev", self.bridge)
@@ -157,7 +157,9 @@ class NetnsCluster:
     def ns_run(self, node: Node, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", node.ns, *cmd], env=self.env, **kwargs)
 
-    def _ray_start(self, node: Node, args: list[str]) -> None:
+    def _ray_start(self, node: Node, args: list[str], attempts: int = 3) -> None:
+        """`ray start` inside the node's namespace. Ray gives a raylet a fixed 30 s to register with the GCS,
+        which a loaded 2-core machine can miss: then the namespace is emptied and the start tried again."""
         node.temp_dir.mkdir(parents=True, exist_ok=True)
         cmd = [str(BIN / "ray"), "start", *args, "--node-ip-address", node.ip, "--num-cpus", str(node.cpus),
                "--num-gpus", "0", "--temp-dir", str(node.temp_dir), "--object-store-memory", str(100 * 2**20),
@@ -166,13 +168,18 @@ class NetnsCluster:
         # scan every process on the machine and would find the GCS of other clusters on this host too;
         # on a real host there is one. RAY_ADDRESS points them at this cluster.
         env = {**self.env, "RAY_ADDRESS": f"{self.head.ip}:{GCS_PORT}"}
-        with open(self.log_dir / f"ray-start-{node.name}.log", "w") as log:
-            proc = subprocess.run(["ip", "netns", "exec", node.ns, *cmd], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, timeout=180)
-        if proc.returncode != 0:
-            raise RuntimeError(f"ray start on {node.name} failed:\n"
-                               + (self.log_dir / f"ray-start-{node.name}.log").read_text()[-3000:])
-        node.alive = True
+        log_path = self.log_dir / f"ray-start-{node.name}.log"
+        for attempt in range(1, attempts + 1):
+            with open(log_path, "a") as log:
+                log.write(f"--- attempt {attempt}\n")
+                log.flush()
+                proc = subprocess.run(["ip", "netns", "exec", node.ns, *cmd], env=env, stdout=log,
+                                      stderr=subprocess.STDOUT, timeout=180)
+            if proc.returncode == 0:
+                node.alive = True
+                return
+            self._kill_all(node)
+        raise RuntimeError(f"ray start on {node.name} failed {attempts} times:\n" + log_path.read_text()[-3000:])
 
     def alive_nodes(self) -> dict[str, float]:
         """{node ip: CPUs} of the nodes the head's GCS reports alive (through the dashboard's state API)."""
