@@ -1,6 +1,6 @@
 """Search efficiency (issue 10, item 4): hypervolume of the front against compute, three strategies, three seeds.
 
-    python -m benchmarks.search_efficiency [--seeds 0 1 2] [--train-examples 160] [--eval-examples 200]
+    python -m benchmarks.search_efficiency [--seeds 0 1 2] [--train-examples 128] [--eval-examples 128]
 
 A task cheap enough to repeat on 2 CPU cores: glue/sst2 with MiniLM-L3 (pre-trained, 3 layers),
 `--train-examples` training and `--eval-examples` validation examples (stratified subsets, the
@@ -160,6 +160,8 @@ class Trainer:
         params = accounting.count_params(deployable_model(cfg, copy.deepcopy(model)))["params"]
         self.train_seconds += time.perf_counter() - start
         self.cache[key] = {"point": point, "metrics": metrics, "params": params}
+        print(f"[search] seed {self.seed} trained {len(self.cache)}: {point} -> {metrics}, {params:,} params",
+              flush=True)
         return self.cache[key]
 
 
@@ -241,14 +243,19 @@ def run_optuna(trainer: Trainer, budget: int, *, sampler_name: str, asha_on: boo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--train-examples", type=int, default=160)
-    parser.add_argument("--eval-examples", type=int, default=200)
+    parser.add_argument("--train-examples", type=int, default=128)
+    parser.add_argument("--eval-examples", type=int, default=128)
     parser.add_argument("--model", type=Path, default=ROOT.parent / "shared" / "models" / "minilm-l3-h384")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--suffix", default="")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--merge", type=Path, nargs="+", help="combine results files of runs of single seeds "
+                        "(e.g. run in parallel) into one report, then exit")
     args = parser.parse_args()
+    if args.merge:
+        merge(args)
+        return
 
     torch.set_num_threads(args.threads)
     quiet_transformers()
@@ -281,7 +288,29 @@ def main() -> None:
             f"{k} reaches grid HV at {v['fraction_of_grid_compute']}, final {v['final_hv_ratio_to_grid']:.3f} "
             f"(HV {v['final_hv']:.4g})"
             for k, v in reached.items()) + f"; load {load_average()}", flush=True)
-    info["load_average_end"] = load_average()
+        report(args, info, reference, per_seed, started)
+
+
+def merge(args: argparse.Namespace) -> None:
+    """One report from several single-seed results files (same arguments apart from --seeds)."""
+    parts = [json.loads(Path(f).read_text()) for f in args.merge]
+    per_seed = {int(k): v for part in parts for k, v in part["per_seed"].items()}
+    first = parts[0]
+    run_args = argparse.Namespace(**{**first["args"], "seeds": sorted(per_seed), "suffix": args.suffix,
+                                     "out": args.out, "merge": None})
+    info = first["machine"]
+    info["load_average_end"] = [p["machine"].get("load_average_end") for p in parts]
+    seconds = max(p["total_seconds"] for p in parts)
+    commands = "; ".join(p["command"] for p in parts)
+    report(run_args, info, first["reference"], per_seed, time.perf_counter() - seconds,
+           command=f"{commands} (in parallel), then {command_line()}", keep_load=True)
+
+
+def report(args: argparse.Namespace, info: dict[str, Any], reference: list[float], per_seed: dict[int, Any],
+           started: float, command: str | None = None, keep_load: bool = False) -> None:
+    """Write the tables for the seeds finished so far (called after each seed)."""
+    if not keep_load:
+        info["load_average_end"] = load_average()
     total_seconds = time.perf_counter() - started
 
     lines = [
@@ -290,10 +319,10 @@ def main() -> None:
         f"{EPOCHS} epochs; space {json.dumps(SPACE)} (24 points); objectives metric:max, params:min; "
         f"hypervolume against reference (accuracy 0.5, {int(reference[1]):,} params = the uncompressed model); "
         "compute = epochs trained; budget per strategy = the grid's (72 epochs); seeds "
-        f"{args.seeds} (training seed and sampler seed). Trials trained in one process with the loop's "
+        f"{list(per_seed)} of {args.seeds} finished (training seed and sampler seed). Trials trained in one process with the loop's "
         f"functions (no Ray); {total_seconds / 60:.1f} min in all.",
         f"Machine: {machine_line(info)}.",
-        f"Command: `{command_line()}`.",
+        f"Command: `{command or command_line()}`.",
         "",
         "| seed | strategy | compute to reach the grid's final HV (fraction of the grid's) | HV at 1/3 of the "
         "compute / grid's final | final HV / grid's final | full-budget trials | trials |",
@@ -309,14 +338,14 @@ def main() -> None:
               " final HV / grid |", "|---|---:|---:|---:|"]
     for name in ("grid", "random", "optuna+asha"):
         fr = [s["reached"][name]["fraction_of_grid_compute"] for s in per_seed.values()]
-        fr_text = (f"{statistics.median([f if f is not None else float('inf') for f in fr]):.2f}"
-                   if any(f is not None for f in fr) else "not reached")
+        med = statistics.median([f if f is not None else float("inf") for f in fr])
+        fr_text = f"{med:.2f}" if med != float("inf") else "not reached in most seeds"
         lines.append(f"| {name} | {fr_text} (per seed {[round(f, 2) if f else None for f in fr]}) "
                      f"| {statistics.median(s['reached'][name]['hv_at_third'] for s in per_seed.values()):.3f} "
                      f"| {statistics.median(s['reached'][name]['final_hv_ratio_to_grid'] for s in per_seed.values()):.3f} |")
     markdown = "\n".join(lines) + "\n"
     print(markdown)
-    payload = {"benchmark": "search_efficiency", "command": command_line(), "args": vars(args), "machine": info,
+    payload = {"benchmark": "search_efficiency", "command": command or command_line(), "args": vars(args), "machine": info,
                "space": SPACE, "reference": reference, "total_seconds": total_seconds,
                "per_seed": {str(k): v for k, v in per_seed.items()}}
     name = "search_efficiency" + (f"_{args.suffix}" if args.suffix else "")
