@@ -248,14 +248,22 @@ class NetnsCluster:
     def submit(self, entrypoint: list[str], *, cwd: Path, log: Path, wait: bool = True,
                timeout: float = 600) -> subprocess.Popen:
         """`ray job submit --address http://<head>:8265 --working-dir . -- <entrypoint>` from the host.
-        With wait, blocks until the job ends (the CLI follows the job and exits non-zero if it failed)."""
+        With wait, blocks until the job ends (the CLI follows the job and exits non-zero if it failed).
+        A head whose job agent is still starting refuses the job ("No available agent"): then it is
+        submitted again, a few seconds later."""
         cmd = [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--working-dir", ".", "--",
                *entrypoint]
-        handle = open(log, "w")  # noqa: SIM115 - handed to the child, closed with it
-        proc = subprocess.Popen(cmd, cwd=cwd, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        handle.close()
-        self.clients.append(proc)
+        for _ in range(12):
+            offset = log.stat().st_size if log.exists() else 0
+            with open(log, "a") as handle:
+                proc = subprocess.Popen(cmd, cwd=cwd, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+            self.clients.append(proc)
+            while proc.poll() is None and "Tailing logs until the job exits" not in log.read_text()[offset:]:
+                time.sleep(0.5)
+            if proc.poll() is None or "No available agent" not in log.read_text()[offset:]:
+                break
+            time.sleep(5)
         if wait:
             proc.wait(timeout=timeout)
         return proc
