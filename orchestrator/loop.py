@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -236,6 +237,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     task = get_task(cfg.task)
     seed_everything(cfg.train.seed)
     start_time = time.perf_counter()
+    # Timings for benchmarks/overhead.py: wall-clock stamps (comparable with the driver's) and seconds
+    # spent in the training steps and in evaluation, reported with every epoch.
+    timing: dict[str, float] = {"worker_start_unix": time.time(), "train_loop_seconds": 0.0, "eval_seconds": 0.0}
 
     data_ref = student_reference(cfg)
     cache_dir = str(Path(cfg.results_dir) / ".cache" / "data")
@@ -287,7 +291,10 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, cfg.train.epochs):
         sampler.set_epoch(epoch)
         epoch_start, seen, loss_sum, batches = time.perf_counter(), 0, 0.0, 0
+        step_times, step_start = [], epoch_start
         for batch in loader:
+            if "first_step_unix" not in timing:
+                timing["first_step_unix"] = time.time()
             if cfg.method.name == "pc_lora":
                 lam = pc_lora.decay_factor(step, total_steps, cfg.method.decay_schedule, cfg.method.decay_end)
                 pc_lora.set_lambda(raw_model, lam)
@@ -304,11 +311,19 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             step += 1
             loss_sum += loss.item()
             batches += 1
+            step_end = time.perf_counter()
+            step_times.append(step_end - step_start)  # data loading included, as in examples_per_s
+            step_start = step_end
         seconds = time.perf_counter() - epoch_start
+        timing["train_loop_seconds"] += seconds
+        eval_start = time.perf_counter()
         result = evaluate(model, eval_set, eval_collate, cfg.eval.batch_size, device, rank, world, amp)
+        timing["eval_seconds"] += time.perf_counter() - eval_start
 
         metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": loss_sum / max(1, batches),
-                                   "examples_per_s": seen * world / max(seconds, 1e-9), "world_size": world}
+                                   "examples_per_s": seen * world / max(seconds, 1e-9), "world_size": world,
+                                   "step_seconds_median": statistics.median(step_times) if step_times else 0.0,
+                                   **timing}
         metrics.update({"node": node, "resumed_from_epoch": start_epoch})
         if cfg.method.name == "pc_lora":
             metrics["lambda"] = lam
