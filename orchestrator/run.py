@@ -120,6 +120,9 @@ def ensure_teacher(cfg: Config) -> Path:
     return teacher_dir
 
 
+LOCAL_RAY_START_ATTEMPTS = 3
+
+
 def ensure_ray(cfg: Config) -> None:
     import ray
 
@@ -127,8 +130,20 @@ def ensure_ray(cfg: Config) -> None:
         return
     if os.environ.get("RAY_ADDRESS"):  # under `ray job submit`, or a user pointing at a cluster
         ray.init()
-    else:  # a local Ray for this process; the dashboard is not needed for a local sweep
-        ray.init(include_dashboard=False)
+        return
+    # A local Ray for this process; the dashboard is not needed for a local sweep. Its raylet must
+    # register within a fixed window that a heavily loaded machine can miss ("timed out during
+    # startup"); a second start then succeeds, so try again before giving up.
+    for attempt in range(LOCAL_RAY_START_ATTEMPTS):
+        try:
+            ray.init(include_dashboard=False)
+            return
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt + 1 == LOCAL_RAY_START_ATTEMPTS:
+                raise
+            print(f"[{cfg.name}] local Ray did not start in time (a loaded machine?); starting it again",
+                  flush=True)
+            ray.shutdown()
 
 
 def use_gpu(cfg: Config) -> bool:
