@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sweeps behind results/leaderboards/ (sized for 2 CPU cores), then the leaderboards themselves.
 #   bash search_spaces/leaderboard-cpu.sh [task ...]      # default: sst2 cola mrpc stsb and cifar10
-set -euo pipefail
+set -uo pipefail  # one failed sweep does not stop the others
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 tasks=("$@")
