@@ -162,10 +162,14 @@ def test_ray_job_submit_to_a_started_cluster(tmp_path: Path, shared_models, shar
                            capture_output=True, text=True, timeout=180, env=env)
     assert start.returncode == 0, start.stderr[-3000:]
     try:
-        job = subprocess.run(["ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir", ".",
-                              "--", "python", "-m", "orchestrator.sweep", "--config",
-                              "search_spaces/quickstart.yaml", "--smoke", *abs_sets(tmp_path)],
-                             cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+        for _ in range(12):  # a head whose job agent is still starting refuses jobs: "No available agent"
+            job = subprocess.run(["ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir", ".",
+                                  "--", "python", "-m", "orchestrator.sweep", "--config",
+                                  "search_spaces/quickstart.yaml", "--smoke", *abs_sets(tmp_path)],
+                                 cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+            if job.returncode == 0 or "No available agent" not in job.stdout + job.stderr:
+                break
+            time.sleep(5)
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
         assert "succeeded" in job.stdout.lower()
     finally:  # only this cluster: its processes all name its temp dir
