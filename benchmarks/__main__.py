@@ -1,6 +1,6 @@
 """`python -m benchmarks`: run the performance suite (issue 10) and write benchmarks/results/.
 
-    python -m benchmarks                      # every benchmark, full size (about 45 min on 2 CPU cores)
+    python -m benchmarks                      # every benchmark, full size (long on 2 CPU cores: the sweep, the 3-seed search)
     python -m benchmarks --quick              # every benchmark, tiny sizes (a few minutes; results/quick/)
     python -m benchmarks --only overhead,methods_cost
     python -m benchmarks --list
