@@ -135,7 +135,7 @@ class NetnsCluster:
         _ip("link", "set", self.bridge, "up")
         for node in self.nodes.values():
             self._plug(node)
-        self._ray_start(self.head, ["--head", "--port", str(GCS_PORT), "--dashboard-host", "0.0.0.0",
+        self._ray_start(self.head, ["--head", "--port", str(GCS_PORT), "--dashboard-host", self.head.ip,
                                     "--dashboard-port", str(DASHBOARD_PORT)])
         for node in self.nodes.values():
             if node is not self.head:

@@ -31,7 +31,9 @@ from tests.netns_cluster import NetnsCluster, unavailable_reason
 pytestmark = [pytest.mark.integration, pytest.mark.multinode]
 REPORT = Path("/tmp/multinode_report.md")
 RANKS = [2, 4]  # the worker-loss sweep: two trials, which start at once (one per worker node)
-EPOCHS = 3
+# Enough epochs that a trial is still training when the test sees its first registered checkpoint:
+# with 3, an idle machine finished the trials (5 s an epoch) before the kill could land.
+EPOCHS = 8
 MEASURED: dict[str, object] = {}  # numbers for the report, filled in by the tests of this module
 
 
@@ -43,7 +45,7 @@ def netns() -> None:
 
 
 def write_config(folder: Path, name: str, ranks: list[int]) -> Path:
-    """A tiny PC-LoRA sweep, one trial per rank: MiniLM-L3, 128 SST-2 examples of 32 tokens, 3 epochs, 1 CPU."""
+    """A tiny PC-LoRA sweep, one trial per rank: MiniLM-L3, 128 SST-2 examples of 32 tokens, EPOCHS epochs, 1 CPU."""
     cfg = {
         "name": name, "task": "glue/sst2", "model": str(MODELS / "minilm-l3-h384"), "data_dir": str(DATA),
         "results_dir": str(folder),
@@ -120,7 +122,7 @@ def registered_epochs(trial_dir: Path) -> list[int]:
     return sorted(found)
 
 
-def wait_for_checkpoint(sweep_dir: Path, job, log: Path, timeout: float = 300) -> tuple[Path, int]:
+def wait_for_checkpoint(sweep_dir: Path, job, log: Path, timeout: float = 900) -> tuple[Path, int]:
     """A trial with a checkpoint that Ray Train registered and epochs still to go: (its folder, the epoch)."""
     deadline = time.time() + timeout
     while time.time() < deadline and job.poll() is None:
