@@ -2,7 +2,9 @@
 # The sweeps behind results/leaderboards/ (sized for 2 CPU cores), then the leaderboards themselves.
 #   bash search_spaces/leaderboard-cpu.sh [task ...]      # default: sst2 cola mrpc stsb and cifar10
 # A sweep whose trials.csv exists is skipped (delete its folder to run it again); one that fails
-# does not stop the others.
+# does not stop the others. One grid point alone, e.g. after its trial failed:
+#   python -m orchestrator.sweep --config search_spaces/leaderboard-cifar.yaml --set name=lb-cifar10-pc \
+#       --set 'space.method.name={choice: [pc_lora]}'
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
