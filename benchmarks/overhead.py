@@ -57,33 +57,31 @@ def bench_config(args: argparse.Namespace, results_dir: str, name: str, extra: l
 
 
 def bare_loop(cfg: Any) -> dict[str, Any]:
-    """train_worker's training loop without Ray (no evaluation, checkpoints or reports)."""
+    """train_worker's training loop without Ray (no evaluation, checkpoints or reports): the loop's
+    own data loading, optimiser and `train_step`, so the comparison times the same step."""
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
-    from transformers import get_linear_schedule_with_warmup
 
-    from methods import pc_lora
-    from orchestrator.loop import build_model, method_loss, seed_everything, student_reference, to_device
-    from orchestrator.tasks import build_dataset, get_task
+    from orchestrator.config import with_method_defaults
+    from orchestrator.loop import StepState, load_data, make_optimizer, seed_everything, to_device, train_step
+    from orchestrator.recipes import get_recipe
+    from orchestrator.tasks import get_task
 
     launch = time.time()
+    cfg = with_method_defaults(cfg)
     device = torch.device("cpu")
     torch.set_num_threads(max(1, cfg.resources.cpus_per_worker))
-    task = get_task(cfg.task)
+    task, recipe = get_task(cfg.task), get_recipe(cfg.method.name)
     seed_everything(cfg.train.seed)
-    cache_dir = str(Path(cfg.results_dir) / ".cache" / "data")
-    train_set, collate = build_dataset(task, "train", max_examples=cfg.train.max_examples, train=True,
-                                       augment=cfg.train.augment, data_dir=cfg.data_dir,
-                                       max_length=cfg.train.max_length, seed=cfg.train.seed, cache_dir=cache_dir,
-                                       model_name_or_path=student_reference(cfg),
-                                       trust_remote_code=cfg.trust_remote_code)
-    raw_model = build_model(cfg, task, None).to(device)
-    sampler = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=cfg.train.seed)
-    loader = DataLoader(train_set, batch_size=cfg.train.batch_size, sampler=sampler, collate_fn=collate)
+    train_set = load_data(cfg, recipe, task)
+    raw_model = recipe.build_model(cfg, task, None).to(device)
+    sampler = DistributedSampler(train_set["train_set"], num_replicas=1, rank=0, shuffle=True, seed=cfg.train.seed)
+    loader = DataLoader(train_set["train_set"], batch_size=cfg.train.batch_size, sampler=sampler,
+                        collate_fn=train_set["train_collate"])
     total_steps = len(loader) * cfg.train.epochs
-    trainable = [p for p in raw_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.train.warmup_ratio * total_steps), total_steps)
+    optimizer, scheduler, trainable = make_optimizer(cfg, raw_model, total_steps)
+    state = StepState(cfg, recipe, raw_model, raw_model, None, optimizer, scheduler, trainable, device, False, 1,
+                      task.is_regression)
     first_step, step, epochs = None, 0, []
     raw_model.train()
     for epoch in range(cfg.train.epochs):
@@ -92,19 +90,11 @@ def bare_loop(cfg: Any) -> dict[str, Any]:
         step_times, step_start = [], epoch_start
         for batch in loader:
             first_step = first_step or time.time()
-            if cfg.method.name == "pc_lora":
-                lam = pc_lora.decay_factor(step, total_steps, cfg.method.decay_schedule, cfg.method.decay_end)
-                pc_lora.set_lambda(raw_model, lam)
+            recipe.before_step(cfg, raw_model, step, total_steps)
             batch = to_device(batch, device)
             seen += len(batch["idx"])
-            loss = method_loss(cfg, raw_model, raw_model, batch, None, None, task.is_regression)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.train.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
+            train_step(state, batch)
             step += 1
-            loss.item()
             step_end = time.perf_counter()
             step_times.append(step_end - step_start)
             step_start = step_end

@@ -90,33 +90,27 @@ class Trainer:
                                    collate_fn=self.train_collate)
 
     def _fit(self, cfg: Any, model: torch.nn.Module, epochs: int) -> list[float]:
-        """train_worker's loop (CPU, one process) with an evaluation after every epoch."""
-        from transformers import get_linear_schedule_with_warmup
-
-        from methods import pc_lora
-        from orchestrator.loop import evaluate, method_loss, seed_everything
+        """train_worker's loop (CPU, one process, the loop's own `train_step`) with an evaluation after every epoch."""
+        from orchestrator.loop import StepState, evaluate, make_optimizer, seed_everything, train_step
+        from orchestrator.recipes import get_recipe
+        from orchestrator.recipes.kd_lora import KDTeacher
         from orchestrator.tasks import compute_metrics
 
         seed_everything(cfg.train.seed)
         sampler, loader = self._loader()
         total = len(loader) * epochs
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.train.warmup_ratio * total), total)
+        recipe = get_recipe(cfg.method.name)
+        optimizer, scheduler, trainable = make_optimizer(cfg, model, total)
+        aux = KDTeacher(logits=self.teacher_logits) if self.teacher_logits is not None else None
+        state = StepState(cfg, recipe, model, model, aux, optimizer, scheduler, trainable, torch.device("cpu"),
+                          False, 1, False)
         step, metrics = 0, []
         model.train()
         for epoch in range(epochs):
             sampler.set_epoch(epoch)
             for batch in loader:
-                if cfg.method.name == "pc_lora":
-                    pc_lora.set_lambda(model, pc_lora.decay_factor(step, total, cfg.method.decay_schedule,
-                                                                   cfg.method.decay_end))
-                loss = method_loss(cfg, model, model, dict(batch), self.teacher_logits, None, False)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.train.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
+                recipe.before_step(cfg, model, step, total)
+                train_step(state, dict(batch))
                 step += 1
             preds, labels = evaluate(model, self.eval_set, self.eval_collate, cfg.eval.batch_size,
                                      torch.device("cpu"), 0, 1, False)
@@ -129,11 +123,12 @@ class Trainer:
         from torch.utils.data import DataLoader
 
         from methods import baselines, kd_lora
-        from orchestrator.config import with_values
         from orchestrator.tasks import load_model
 
         start = time.perf_counter()
-        tcfg = with_values(self.cfg, {"method.name": "fft", "train.lr": self.cfg.method.teacher_lr})
+        from orchestrator.run import teacher_config
+
+        tcfg = teacher_config(self.cfg)
         model = baselines.prepare_fft(load_model(self.cfg.model, self.task))
         self._fit(tcfg, model, self.cfg.method.teacher_epochs)
         self.teacher_dir = self.work / f"teacher-{self.seed}"
@@ -145,14 +140,15 @@ class Trainer:
 
     def run(self, point: dict[str, Any]) -> dict[str, Any]:
         from methods import accounting
-        from orchestrator.config import with_values
+        from orchestrator.config import with_method_defaults, with_values
         from orchestrator.loop import build_model, deployable_model
+        from orchestrator.recipes import get_recipe
 
         key = json.dumps(point, sort_keys=True)
         if key in self.cache:
             return self.cache[key]
-        cfg = with_values(self.cfg, point)
-        if cfg.method.name == "kd_lora":
+        cfg = with_method_defaults(with_values(self.cfg, point))
+        if get_recipe(cfg.method.name).needs_teacher(cfg):
             self.ensure_teacher()
         start = time.perf_counter()
         model = build_model(cfg, self.task, str(self.teacher_dir) if self.teacher_dir else None)

@@ -2,8 +2,9 @@
 
 The teacher is fully fine-tuned on the task once; its logits are computed once per training
 example (`TeacherLogits`) and looked up by example index during student training. The student is
-another checkpoint or the teacher cut to k layers (`cut_layers`), with LoRA adapters from
-methods/baselines.py (`attach_lora`), trained on `kd_loss`.
+another checkpoint or a model cut to k evenly spaced layers (`cut_layers`; DESIGN.md's recipe cuts
+the *pre-trained* model), with LoRA adapters from methods/baselines.py (`attach_lora`), trained on
+`kd_loss`.
 
 The paper's official code (https://github.com/rambodazimi/KD-LoRA, src/BERT_KD_LoRA.py) computes
 the teacher's logits in dataset order and then reads `teacher_soft_labels[batch_size]` for
@@ -23,24 +24,20 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 
-def kd_loss(
+def distillation_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,
-    labels: Tensor,
     *,
-    kd_weight: float,
     temperature: float,
     regression: bool,
 ) -> Tensor:
-    """(1 - kd_weight) * task loss + kd_weight * distillation loss, averaged over the batch.
+    """The distillation term alone, averaged over the batch; no gradient reaches the teacher.
 
-    Classification: task loss = cross-entropy with `labels`; distillation = T² · KL(softmax(z_t/T) ‖
-    softmax(z_s/T)) (Hinton et al., arXiv 1503.02531: the T² keeps the soft term's gradient scale
-    independent of T). Regression (one output): task loss = MSE(z_s, labels); distillation =
-    MSE(z_s, z_t), the teacher's score as a soft target; `temperature` is not used.
+    Classification: T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)) (Hinton et al., arXiv 1503.02531: the
+    T² keeps the soft term's gradient scale independent of T). Regression (one output): MSE(z_s, z_t),
+    the teacher's score as a soft target; a temperature has no meaning for a score, so `temperature`
+    is checked but not used and there is no T². Shared by `kd_loss` and PC-LoRA's optional logit KD.
     """
-    if not 0.0 <= kd_weight <= 1.0:
-        raise ValueError(f"method.kd_weight must be in [0, 1], got {kd_weight}")
     if not temperature > 0.0:
         raise ValueError(f"method.temperature must be > 0, got {temperature}")
     if student_logits.shape != teacher_logits.shape:
@@ -50,23 +47,45 @@ def kd_loss(
             "same number of labels"
         )
     teacher_logits = teacher_logits.detach()
-
     if regression:
         if student_logits.shape[-1] != 1:
             raise ValueError(
                 f"a regression task needs 1 output, got logits of shape {tuple(student_logits.shape)}"
             )
+        return F.mse_loss(student_logits.squeeze(-1), teacher_logits.squeeze(-1))
+    return temperature**2 * F.kl_div(
+        F.log_softmax(student_logits / temperature, dim=-1),
+        F.log_softmax(teacher_logits / temperature, dim=-1),
+        log_target=True,
+        reduction="batchmean",
+    )
+
+
+def kd_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    *,
+    kd_weight: float,
+    temperature: float,
+    regression: bool,
+) -> Tensor:
+    """(1 - kd_weight) * task loss + kd_weight * `distillation_loss`, averaged over the batch.
+
+    Classification: task loss = cross-entropy with `labels`, distillation = T² · KL. Regression (one
+    output): task loss = MSE(z_s, labels), distillation = MSE(z_s, z_t) with no T², so `temperature`
+    does not change a regression loss.
+    """
+    if not 0.0 <= kd_weight <= 1.0:
+        raise ValueError(f"method.kd_weight must be in [0, 1], got {kd_weight}")
+    distill = distillation_loss(
+        student_logits, teacher_logits, temperature=temperature, regression=regression
+    )
+    if regression:
         student = student_logits.squeeze(-1)
         task = F.mse_loss(student, labels.to(student.dtype).view_as(student))
-        distill = F.mse_loss(student, teacher_logits.squeeze(-1))
     else:
         task = F.cross_entropy(student_logits, labels)
-        distill = temperature**2 * F.kl_div(
-            F.log_softmax(student_logits / temperature, dim=-1),
-            F.log_softmax(teacher_logits / temperature, dim=-1),
-            log_target=True,
-            reduction="batchmean",
-        )
     return (1.0 - kd_weight) * task + kd_weight * distill
 
 
@@ -199,6 +218,10 @@ def _layer_list(model: nn.Module, num_layers: int) -> tuple[str, nn.ModuleList]:
 
 def cut_layers(model: nn.Module, k: int) -> nn.Module:
     """A deep copy of `model` keeping only the k layers `student_layer_indices(L, k)`.
+
+    Kept (0-based) layer indices: first and last always, the rest evenly spaced, for example
+    6 → 3 keeps [0, 3, 5]; 12 → 6 keeps [0, 2, 4, 7, 9, 11] (DistilBERT's); 12 → 3 keeps [0, 6, 11].
+    Layer i of the cut model is a copy of layer keep[i] of `model`; `model` itself is not changed.
 
     Embeddings, final norms and head are copied unchanged; `config.num_hidden_layers` becomes k so
     that `save_pretrained` / `from_pretrained` round-trips the cut model.

@@ -13,7 +13,7 @@ Typical use in a training loop::
         teacher = teacher_forward(model, **inputs) if kd_weight > 0 else None
         out = model(**inputs, output_hidden_states=True)
         t_hidden = teacher.hidden_states[1:] if teacher is not None else ()
-        total = loss(out.loss, out.hidden_states[1:], t_hidden, kd_weight)
+        total = loss(out.loss, out.hidden_states[1:], t_hidden, kd_weight, inputs.get("attention_mask"))
     compress(model)
     save_compressed(model, "run/model")
 """
@@ -34,7 +34,8 @@ import torch.nn.functional as F
 import transformers
 from torch import Tensor, nn
 
-SCHEDULES = ("linear", "sine", "cosine")
+from methods import kd_lora
+from methods.schedules import SCHEDULES, decay_factor, schedule_errors  # noqa: F401 - part of this API
 
 # The task head stays a plain module and trains in full. The pooler belongs to it: in the HF
 # sequence-classification models only the classifier reads it, and a checkpoint saved without one
@@ -223,37 +224,6 @@ def attach(
     return targets
 
 
-def schedule_errors(schedule: str, decay_end: float) -> list[str]:
-    """Why ``schedule`` / ``decay_end`` are invalid (an empty list when they are fine)."""
-    errors = []
-    if schedule not in SCHEDULES:
-        errors.append(f"method.decay_schedule={schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
-    if isinstance(decay_end, bool) or not isinstance(decay_end, (int, float)) or not 0 < decay_end <= 1:
-        errors.append(f"method.decay_end={decay_end!r} must be in (0, 1] (a fraction of the training steps)")
-    return errors
-
-
-def decay_factor(step: int, total_steps: int, schedule: str, decay_end: float) -> float:
-    """λ at ``step``: from 1 at step 0 to exactly 0.0 at step q = decay_end·total_steps and after.
-
-    With n' = min(step / q, 1): ``linear`` 1 − n', ``sine`` 1 − sin(π/2·n'), ``cosine`` cos(π/2·n').
-    """
-    errors = schedule_errors(schedule, decay_end)
-    if total_steps < 1:
-        errors.append(f"total_steps={total_steps} must be >= 1")
-    if errors:
-        raise ValueError("; ".join(errors))
-    q = decay_end * total_steps
-    if step >= q:
-        return 0.0  # cos(π/2) is 6e-17, not 0: the early path in forward needs an exact 0
-    n = max(step, 0) / q
-    if schedule == "linear":
-        return 1.0 - n
-    if schedule == "sine":
-        return 1.0 - math.sin(math.pi / 2 * n)
-    return math.cos(math.pi / 2 * n)
-
-
 def set_lambda(model: nn.Module, lam: float) -> None:
     """Set λ on every PC-LoRA layer of ``model``."""
     layers = pc_lora_layers(model)
@@ -294,19 +264,43 @@ def teacher_forward(model: nn.Module, **inputs: Any) -> Any:
             m.training = training
 
 
-def feature_kd_loss(student_hidden: Sequence[Tensor], teacher_hidden: Sequence[Tensor]) -> Tensor:
+def feature_kd_loss(
+    student_hidden: Sequence[Tensor],
+    teacher_hidden: Sequence[Tensor],
+    attention_mask: Tensor | None = None,
+) -> Tensor:
     """Mean over blocks of the MSE between student and teacher block outputs.
 
     Pass each block's output, i.e. ``outputs.hidden_states[1:]`` of a HF model: entry 0 is the
     embedding output, which is the same for both (the embeddings are frozen) and would only dilute
-    the loss. Every position counts, padding included, as in the paper's plain MSE.
+    the loss. With ``attention_mask`` (batch, seq; 1 = token, 0 = padding) each block's MSE is taken
+    over the real tokens only, Σ (s − t)² over them and the hidden size / (n_tokens · hidden): padding
+    is not part of the input, and counting it would weight a batch's KD by how much it was padded.
+    Padded positions are dropped rather than multiplied by 0, so even inf/nan there cannot leak in.
+    ``None`` (images: no padding) is the plain mean over every position.
     """
     if len(student_hidden) != len(teacher_hidden) or not student_hidden:
         raise ValueError(
             f"feature KD needs one teacher block output per student block; got {len(student_hidden)} "
             f"student and {len(teacher_hidden)} teacher hidden states"
         )
-    losses = [F.mse_loss(s, t.detach()) for s, t in zip(student_hidden, teacher_hidden, strict=True)]
+    keep: Tensor | None = None
+    if attention_mask is not None:
+        shape = tuple(student_hidden[0].shape[:-1])
+        if tuple(attention_mask.shape) != shape:
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}, but the hidden states are "
+                f"{tuple(student_hidden[0].shape)}: it must be (batch, seq) = {shape}"
+            )
+        keep = attention_mask.to(student_hidden[0].device) != 0
+        if not keep.any():
+            raise ValueError("attention_mask marks every position as padding: nothing to average")
+    losses = []
+    for s, t in zip(student_hidden, teacher_hidden, strict=True):
+        t = t.detach()
+        if keep is not None:
+            s, t = s[keep], t[keep]  # (n_tokens, hidden): the mean is then over real tokens only
+        losses.append(F.mse_loss(s, t))
     return torch.stack(losses).mean()
 
 
@@ -315,16 +309,47 @@ def loss(
     student_hidden: Sequence[Tensor],
     teacher_hidden: Sequence[Tensor],
     kd_weight: float,
+    attention_mask: Tensor | None = None,
+    *,
+    student_logits: Tensor | None = None,
+    teacher_logits: Tensor | None = None,
+    logit_kd_weight: float = 0.0,
+    temperature: float = 2.0,
+    regression: bool = False,
 ) -> Tensor:
-    """``(1 − kd_weight)·task_loss + kd_weight·feature_kd_loss(student_hidden, teacher_hidden)``.
+    """(1 − kd_weight − logit_kd_weight)·task + kd_weight·feature KD + logit_kd_weight·logit KD.
 
-    With ``kd_weight == 0`` the KD term is not computed (the hidden states may then be empty).
+    Feature KD is the paper's term, :func:`feature_kd_loss` (``attention_mask`` passed through).
+    Logit KD is an optional extra, off by default (``logit_kd_weight = 0``: the paper's loss):
+    T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) (batchmean), or the MSE of the scores for ``regression``
+    (no T²), computed by KD-LoRA's :func:`methods.kd_lora.distillation_loss` so that both methods
+    distil logits the same way. Teacher logits from :func:`teacher_forward` pass through the task
+    head that is being trained; a fixed teacher needs a separate frozen model.
+    A term whose weight is 0 is not computed, so its inputs may then be empty / None.
     """
-    if not 0 <= kd_weight <= 1:
-        raise ValueError(f"method.kd_weight={kd_weight!r} must be in [0, 1]")
-    if kd_weight == 0:
+    for key, weight in (("method.kd_weight", kd_weight), ("method.logit_kd_weight", logit_kd_weight)):
+        if not 0 <= weight <= 1:
+            raise ValueError(f"{key}={weight!r} must be in [0, 1]")
+    if kd_weight + logit_kd_weight > 1:
+        raise ValueError(
+            f"method.kd_weight + method.logit_kd_weight = {kd_weight} + {logit_kd_weight} must be <= 1 "
+            "(the rest is the task loss's weight)"
+        )
+    if kd_weight == 0 and logit_kd_weight == 0:
         return task_loss
-    return (1 - kd_weight) * task_loss + kd_weight * feature_kd_loss(student_hidden, teacher_hidden)
+    # 1 − (a + b), not 1 − a − b: 1 − 0.7 − 0.3 is 5.6e-17, a task weight that should be 0.
+    total = (1 - (kd_weight + logit_kd_weight)) * task_loss
+    if kd_weight > 0:
+        total = total + kd_weight * feature_kd_loss(student_hidden, teacher_hidden, attention_mask)
+    if logit_kd_weight > 0:
+        if student_logits is None or teacher_logits is None:
+            raise ValueError(
+                f"method.logit_kd_weight={logit_kd_weight} needs student_logits and teacher_logits"
+            )
+        total = total + logit_kd_weight * kd_lora.distillation_loss(
+            student_logits, teacher_logits, temperature=temperature, regression=regression
+        )
+    return total
 
 
 def compress(model: nn.Module) -> nn.Module:

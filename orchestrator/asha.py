@@ -13,12 +13,13 @@ in the sweep folder, so every trial of a sweep (on any node that sees the storag
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 from pathlib import Path
 
 import numpy as np
+
+from orchestrator.fs import file_lock
 
 
 def rung_epochs(grace_period: int, max_epochs: int, reduction_factor: float) -> list[int]:
@@ -44,17 +45,13 @@ def should_stop(earlier: list[float], value: float, reduction_factor: float) -> 
 
 def record_and_decide(rung_dir: Path, rung: int, trial_id: str, value: float, reduction_factor: float) -> bool:
     """Record `value` at `rung` for `trial_id` (once: a resumed trial keeps its first record) and decide."""
-    rung_dir.mkdir(parents=True, exist_ok=True)
     path = rung_dir / f"rung_{rung}.jsonl"
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        rows = [json.loads(line) for line in handle if line.strip()]
+    with file_lock(path.with_suffix(".lock")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
         mine = [r for r in rows if r["trial_id"] == trial_id]
         if mine:
             return bool(mine[0]["stopped"])
         stop = should_stop([r["value"] for r in rows], value, reduction_factor)
-        handle.write(json.dumps({"trial_id": trial_id, "value": value, "stopped": stop}) + "\n")
-        handle.flush()
-        fcntl.flock(handle, fcntl.LOCK_UN)
+        with open(path, "a") as handle:
+            handle.write(json.dumps({"trial_id": trial_id, "value": value, "stopped": stop}) + "\n")
     return stop

@@ -21,9 +21,12 @@ from typing import Any, Literal, Union
 
 import yaml
 
-METHODS = ("pc_lora", "kd_lora", "lora", "fft")
-DECAY_SCHEDULES = ("linear", "sine", "cosine")
-SPACE_KINDS = ("choice", "int", "uniform", "loguniform", "grid")
+from methods.schedules import SCHEDULES as DECAY_SCHEDULES
+from orchestrator.recipes import METHODS, get_recipe, method_specific_keys
+
+# per_method: {method: {kind: args}}, one dimension per method (learning rates differ by 10-50x between
+# full fine-tuning and adapters that must replace a layer). Kept last: it nests the others.
+SPACE_KINDS = ("choice", "int", "uniform", "loguniform", "grid", "per_method")
 SAMPLERS = ("nsga2", "tpe", "random", "grid")
 SCHEDULERS = ("asha", "none")
 # Every key a metrics.json holds that can be an objective (task-specific metrics are added by the task).
@@ -31,21 +34,9 @@ OBJECTIVE_METRICS = (
     "metric", "accuracy", "f1", "mcc", "pearson", "spearman", "params", "params_no_embeddings",
     "flops", "trainable_params", "train_seconds",
 )
-# Searched keys that only mean something for some methods: a sweep over several methods samples
-# them only for those (conditional dimensions), and a run of another method ignores them.
-METHOD_SPECIFIC_KEYS = {
-    "method.rank": ("pc_lora", "kd_lora", "lora"),
-    "method.alpha": ("pc_lora", "kd_lora", "lora"),
-    "method.decay_schedule": ("pc_lora",),
-    "method.decay_end": ("pc_lora",),
-    "method.kd_weight": ("pc_lora", "kd_lora"),
-    "method.temperature": ("kd_lora",),
-    "method.teacher": ("pc_lora", "kd_lora"),
-    "method.student": ("kd_lora",),
-    "method.student_layers": ("kd_lora",),
-    "method.teacher_epochs": ("kd_lora",),
-    "method.teacher_lr": ("kd_lora",),
-}
+# Searched keys that only mean something for some methods (each recipe lists its own): a sweep over
+# several methods samples them only for those (conditional dimensions); a run of another ignores them.
+METHOD_SPECIFIC_KEYS = method_specific_keys()
 # Bounds on what a config may hold, so that hostile or mistyped input ends in a clean error instead of
 # an overflow, a file name the OS refuses, or a message megabytes long.
 MAX_STRING = 4096          # PATH_MAX on Linux
@@ -72,7 +63,8 @@ class ConfigError(ValueError):
 class MethodConfig:
     name: str = "pc_lora"
     rank: int = 8
-    # LoRA scaling numerator; None = rank (scaling 1), see methods/pc_lora.py and methods/baselines.py.
+    # LoRA scaling numerator; None = the method's own: rank for PC-LoRA (scaling 1, methods/pc_lora.py),
+    # 2 x rank for LoRA and KD-LoRA (scaling 2, the KD-LoRA code's; methods/baselines.py).
     alpha: float | None = None
     decay_schedule: str = "sine"
     decay_end: float = 0.8
@@ -81,9 +73,17 @@ class MethodConfig:
     # PC-LoRA: None = the pre-trained model itself is the feature-KD teacher (no second copy);
     # KD-LoRA: None = `model`, fully fine-tuned once per task and reused.
     teacher: str | None = None
+    # PC-LoRA's feature-KD teacher when method.teacher is null: `pretrained` (the paper's: the model itself
+    # at λ = 1) or `finetuned` (the task's fully fine-tuned teacher, cached as for KD-LoRA).
+    kd_teacher: str = "pretrained"
+    # PC-LoRA: weight of logit KD from the fine-tuned teacher beside feature KD (0 = the paper's loss).
+    logit_kd_weight: float = 0.0
     # KD-LoRA student: another checkpoint, or the teacher cut to `student_layers` evenly spaced layers.
     student: str | None = None
     student_layers: int | None = None
+    # What a cut student starts from: `pretrained` (the paper's: the pre-trained model cut to k layers) or
+    # `finetuned_teacher` (the fine-tuned teacher cut, head included: another method, asked for by name).
+    student_init: str = "pretrained"
     teacher_epochs: int = 3
     teacher_lr: float = 5.0e-5
     # Module-name patterns to adapt instead of the per-architecture defaults.
@@ -94,7 +94,8 @@ class MethodConfig:
 class TrainConfig:
     epochs: int = 3
     batch_size: int = 32
-    lr: float = 5.0e-4
+    # null = the method's own learning rate (orchestrator/recipes/: 5e-5 FFT, 5e-4 LoRA and KD-LoRA, 2e-3 PC-LoRA).
+    lr: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     max_grad_norm: float = 1.0
@@ -431,11 +432,14 @@ def _range_problems(cfg: Config) -> list[str]:
     need(not (m.student and m.student_layers),
          "method.student / method.student_layers: give one of them, not both (a checkpoint, or the "
          "teacher cut to k layers)")
+    need(0.0 <= m.logit_kd_weight <= 1.0, f"method.logit_kd_weight: must lie in [0, 1], got {m.logit_kd_weight}")
+    if m.name in METHODS:
+        p.extend(get_recipe(m.name).config_problems(cfg))
     need(m.teacher_epochs >= 1, f"method.teacher_epochs: must be at least 1, got {m.teacher_epochs}")
     need(m.teacher_lr > 0, f"method.teacher_lr: must be positive, got {m.teacher_lr}")
     need(t.epochs >= 1, f"train.epochs: must be at least 1, got {t.epochs}")
     need(t.batch_size >= 1, f"train.batch_size: must be at least 1, got {t.batch_size}")
-    need(t.lr > 0, f"train.lr: must be positive, got {t.lr}")
+    need(t.lr is None or t.lr > 0, f"train.lr: must be positive (or null: the method's own), got {t.lr}")
     need(t.weight_decay >= 0, f"train.weight_decay: must be >= 0, got {t.weight_decay}")
     need(0 <= t.warmup_ratio < 1, f"train.warmup_ratio: must lie in [0, 1), got {t.warmup_ratio}")
     need(t.max_grad_norm > 0, f"train.max_grad_norm: must be positive, got {t.max_grad_norm}")
@@ -499,11 +503,28 @@ def _with_value(cfg: Config, dotted: str, value: Any) -> Config:
 
 
 def with_values(cfg: Config, values: dict[str, Any]) -> Config:
-    """A copy of `cfg` with dotted keys set (types coerced as for --set)."""
+    """A copy of `cfg` with dotted keys set (types coerced as for --set); a value of the wrong type is a
+    ConfigError naming the key, never silently stored."""
+    problems = []
     for dotted, value in values.items():
-        _, converted = _coerce(value, field_type(dotted))
+        ok, converted = _coerce(value, field_type(dotted))
+        if not ok:
+            problems.append(f"{dotted}: expected {_type_name(field_type(dotted))}, got {_show(value)}{_why(value)}")
+            continue
         cfg = _with_value(cfg, dotted, converted)
+    if problems:
+        raise ConfigError(problems)
     return cfg
+
+
+def with_method_defaults(cfg: Config) -> Config:
+    """`cfg` with the keys it leaves null filled from its method's recipe (train.lr: null = the method's own).
+
+    Applied per run (a sweep over several methods keeps null in its base config, so each trial gets
+    its own method's value), before config.yaml is written, so every run folder holds the value used.
+    """
+    defaults = get_recipe(cfg.method.name).defaults
+    return with_values(cfg, {k: v for k, v in defaults.items() if cfg.get(k) is None})
 
 
 def validate_space(cfg: Config) -> list[str]:
@@ -525,44 +546,69 @@ def validate_space(cfg: Config) -> list[str]:
             p.append(f"{where}: write exactly one of {', '.join(SPACE_KINDS)}, e.g. {{choice: [8, 16, 32]}}")
             continue
         ((kind, args),) = spec.items()
-        if kind not in SPACE_KINDS:
-            p.append(f"{where}: unknown kind {_show(kind)}; use one of {', '.join(SPACE_KINDS)}")
+        if kind == "per_method":
+            if not isinstance(args, dict) or not args:
+                p.append(f"{where}.per_method: give a mapping of method to a dimension, "
+                         "e.g. {fft: {loguniform: [2.0e-5, 1.0e-4]}, pc_lora: {choice: [2.0e-3, 4.0e-3]}}")
+                continue
+            size = 0
+            for method, inner in args.items():
+                if method not in METHODS:
+                    p.append(f"{where}.per_method: unknown method {_show(method)}; choose from {', '.join(METHODS)}")
+                elif not isinstance(inner, dict) or len(inner) != 1 or next(iter(inner)) == "per_method":
+                    p.append(f"{where}.per_method.{method}: write exactly one of {', '.join(SPACE_KINDS[:-1])}")
+                else:
+                    ((inner_kind, inner_args),) = inner.items()
+                    problems, n = _dimension_problems(cfg, key, f"{where}.per_method.{method}", inner_kind, inner_args)
+                    p.extend(problems)
+                    size += n
+            grid_size *= max(size, 1)
             continue
-        if kind in ("choice", "grid"):
-            if not isinstance(args, list) or not args:
-                p.append(f"{where}.{kind}: give a non-empty list of values, e.g. [8, 16, 32]")
-                continue
-            candidates = args
-            grid_size *= len(args)
-        else:
-            if (not isinstance(args, list) or len(args) != 2
-                    or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)):
-                p.append(f"{where}.{kind}: give [low, high], two numbers, e.g. [1.0e-4, 1.0e-3]")
-                continue
-            low, high = args
-            if kind == "int" and not all(isinstance(a, int) for a in args):
-                p.append(f"{where}.int: bounds must be integers, got {_show(args)}")
-                continue
-            if not low < high:
-                p.append(f"{where}.{kind}: the range [{_show(low)}, {_show(high)}] is empty or reversed; write "
-                         "[low, high] with low < high")
-                continue
-            if kind == "loguniform" and low <= 0:
-                p.append(f"{where}.loguniform: bounds must be positive, got {_show(args)}")
-                continue
-            candidates = [low, high]
-        for value in candidates:
-            for msg in _check_value(cfg, key, value):
-                p.append(f"{where}: value {_show(value)}: {msg}")
+        problems, n = _dimension_problems(cfg, key, where, kind, args)
+        p.extend(problems)
+        grid_size *= max(n, 1)
     if cfg.search.sampler == "grid":
         bad = [_key_text(k) for k, s in cfg.space.items()
-               if isinstance(s, dict) and next(iter(s), None) not in ("grid", "choice")]
+               if isinstance(s, dict) and not _is_discrete(s)]
         if bad:
             p.append(f"search.sampler: 'grid' needs grid or choice dimensions; {', '.join(bad)} are ranges")
         elif grid_size * len(cfg.search.seeds or [0]) > MAX_GRID_POINTS:
             p.append(f"search.sampler: the grid has up to {grid_size * len(cfg.search.seeds or [0]):,} points "
                      f"(more than {MAX_GRID_POINTS:,}); use fewer values, or sampler: nsga2 / tpe / random")
     return p
+
+
+def _is_discrete(spec: dict[str, Any]) -> bool:
+    """A grid can expand it: choice/grid values, or per-method choice/grid values."""
+    kind, args = next(iter(spec.items()), (None, None))
+    if kind == "per_method" and isinstance(args, dict):
+        return all(isinstance(v, dict) and next(iter(v), None) in ("grid", "choice") for v in args.values())
+    return kind in ("grid", "choice")
+
+
+def _dimension_problems(cfg: Config, key: str, where: str, kind: Any, args: Any) -> tuple[list[str], int]:
+    """Problems of one `{kind: args}` over `key`, and how many grid points it has (0 for a range)."""
+    if kind not in SPACE_KINDS:
+        return [f"{where}: unknown kind {_show(kind)}; use one of {', '.join(SPACE_KINDS)}"], 0
+    if kind in ("choice", "grid"):
+        if not isinstance(args, list) or not args:
+            return [f"{where}.{kind}: give a non-empty list of values, e.g. [8, 16, 32]"], 0
+        candidates, size = args, len(args)
+    else:
+        if (not isinstance(args, list) or len(args) != 2
+                or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)):
+            return [f"{where}.{kind}: give [low, high], two numbers, e.g. [1.0e-4, 1.0e-3]"], 0
+        low, high = args
+        if kind == "int" and not all(isinstance(a, int) for a in args):
+            return [f"{where}.int: bounds must be integers, got {_show(args)}"], 0
+        if not low < high:
+            return [f"{where}.{kind}: the range [{_show(low)}, {_show(high)}] is empty or reversed; write "
+                    "[low, high] with low < high"], 0
+        if kind == "loguniform" and low <= 0:
+            return [f"{where}.loguniform: bounds must be positive, got {_show(args)}"], 0
+        candidates, size = [low, high], 0
+    problems = [f"{where}: value {_show(value)}: {msg}" for value in candidates for msg in _check_value(cfg, key, value)]
+    return problems, size
 
 
 def _expand(ref: str) -> Path | None:
@@ -739,6 +785,33 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+# Sections that describe the sweep or where results go, not a trial's settings.
+FLAT_EXCLUDED = ("search", "tracking", "space", "results_dir")
+
+
+def flat_scalars(config: dict[str, Any]) -> dict[str, Any]:
+    """A config (`Config.to_dict()` or a config.yaml read back) as the dotted scalar keys trials.csv,
+    MLflow params and the leaderboards share: sweep-level sections left out, lists joined by commas,
+    secrets in strings redacted."""
+    from orchestrator.redact import redact
+
+    flat: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        value = ",".join(map(str, value)) if isinstance(value, list) else value
+        flat[key] = redact(value) if isinstance(value, str) else value
+
+    for key, value in config.items():
+        if key in FLAT_EXCLUDED:
+            continue
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                put(f"{key}.{sub}", v)
+        else:
+            put(key, value)
+    return flat
 
 
 def dump_yaml(cfg: Config) -> str:

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,8 +28,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from orchestrator import recipes
 from orchestrator.cli import run_main
 from orchestrator.config import ConfigError
+from orchestrator.fs import atomic_path, atomic_write_text, file_lock
 from orchestrator.pareto import pareto_mask
 from orchestrator.tasks import TASKS, glue_score
 
@@ -45,7 +45,7 @@ NOT_RECORDED = "not recorded"
 # Provenance columns every gathered row carries, then the columns the tables need.
 PROVENANCE = ("sweep", "trial_id", "date", "device", "command", "source")
 REQUIRED = ("task", "model", "method.name", "metric", "params", "base_params", "flops", "base_flops")
-METHOD_ORDER = ("fft", "lora", "pc_lora", "kd_lora")  # baselines first, as the papers lay tables out
+METHOD_ORDER = recipes.METHODS  # baselines first, as the papers lay tables out
 BUDGETS = (50, 25, 10, 5)  # compression.md: best metric at or under this % of the base model
 
 # (header, task, column): the GLUE columns as the papers report them. MNLI-mm is filled when a
@@ -102,17 +102,10 @@ def _device(value: Any) -> str:
 
 
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:
-    """config.yaml as the dotted scalar keys trials.csv uses (search/tracking/space left out)."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if key in ("search", "tracking", "space"):
-            continue
-        if isinstance(value, dict):
-            for sub, v in value.items():
-                flat[f"{key}.{sub}"] = ",".join(map(str, v)) if isinstance(v, list) else v
-        else:
-            flat[key] = value
-    return flat
+    """config.yaml as the dotted scalar keys trials.csv uses."""
+    from orchestrator.config import flat_scalars
+
+    return flat_scalars(config)
 
 
 def _missing(row: dict[str, Any]) -> list[str]:
@@ -328,28 +321,8 @@ def _short(value: Any) -> str:
 
 
 def config_label(row: pd.Series | dict[str, Any]) -> str:
-    """The key settings of a trial's method: rank, PC-LoRA's schedule, KD-LoRA's student, KD weight."""
-    method = row.get("method.name")
-    present = {k: v for k, v in dict(row).items() if k.startswith("method.") and v is not None
-               and not (isinstance(v, float) and math.isnan(v)) and v != ""}
-    parts = []
-    if method in ("pc_lora", "kd_lora", "lora") and "method.rank" in present:
-        parts.append(f"r={_short(present['method.rank'])}")
-    if method == "pc_lora":
-        if "method.decay_schedule" in present:
-            parts.append(f"{present['method.decay_schedule']} to {_short(present.get('method.decay_end', '?'))}")
-        if "method.kd_weight" in present:
-            parts.append(f"kd={_short(present['method.kd_weight'])}")
-    if method == "kd_lora":
-        if "method.student" in present:
-            parts.append(f"student={Path(str(present['method.student'])).name}")
-        elif "method.student_layers" in present:
-            parts.append(f"student={_short(present['method.student_layers'])} layers")
-        if "method.kd_weight" in present:
-            parts.append(f"kd={_short(present['method.kd_weight'])}")
-        if "method.temperature" in present:
-            parts.append(f"T={_short(present['method.temperature'])}")
-    return ", ".join(parts) or "–"
+    """The key settings of a trial's method (its recipe's label): rank, PC-LoRA's schedule, KD-LoRA's student."""
+    return recipes.label(row)
 
 
 def _pct(value: float | None) -> str:
@@ -502,9 +475,9 @@ def compression_markdown(frame: pd.DataFrame) -> str:
                       f"Base model: {base['base_params'] / 1e6:.2f} M parameters, "
                       f"{base['base_flops'] / 1e9:.3g} GFLOPs per example; metric: {metric_name}."]
             refs = []
-            for method in ("fft", "lora"):
+            for method in recipes.BASELINES:
                 ref = under_budget(rows[rows["method.name"] == method], "params", math.inf)
-                refs.append(f"{method.upper() if method == 'fft' else 'LoRA'} "
+                refs.append(f"{recipes.get_recipe(method).display_name} "
                             + ("–" if ref is None else f"{100 * ref['metric']:.1f} ({ref['sweep']}/{ref['trial_id']})"))
                 if ref is not None:
                     used.append(ref)
@@ -569,12 +542,12 @@ def plot_task(frame: pd.DataFrame, task: str, path: Path) -> None:
         ax.step(front[cost], 100 * front["metric"], where="post", color="k", lw=1, ls="--")
         ax.scatter(front[cost], 100 * front["metric"], facecolors="none", edgecolors="k", s=100,
                    label="Pareto front (all methods)")
-        for method, ls in (("fft", "-"), ("lora", ":")):
+        for method, ls in zip(recipes.BASELINES, ("-", ":", "-.", "--"), strict=False):
             for model in models:
                 ref = under_budget(rows[(rows["method.name"] == method) & (rows["model_name"] == model)],
                                    "params", math.inf)
                 if ref is not None:
-                    name = "FFT" if method == "fft" else "LoRA"
+                    name = recipes.get_recipe(method).display_name
                     ax.axhline(100 * ref["metric"], color=colours[method], ls=ls, lw=1,
                                label=f"{name} {model}" if len(models) > 1 else name)
         for model in models:
@@ -600,25 +573,10 @@ def plot_task(frame: pd.DataFrame, task: str, path: Path) -> None:
 # ------------------------------------------------------------------------------------------- writing
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` (os.replace: atomic on
-    POSIX), on failure it is removed. A unique name, so two writers never share a temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+_atomic = atomic_path
 
 
-def _write_text(path: Path, text: str) -> None:
-    with _atomic(path) as tmp:
-        tmp.write_text(text)
+_write_text = atomic_write_text
 
 
 def _readme(tasks: list[str]) -> str:
@@ -650,14 +608,8 @@ def write_leaderboards(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     return sorted(written)
 
 
-@contextlib.contextmanager
-def _locked(results_dir: Path) -> Iterator[None]:
-    with open(results_dir / LOCK_FILE, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _locked(results_dir: Path) -> contextlib.AbstractContextManager[None]:
+    return file_lock(results_dir / LOCK_FILE)
 
 
 def build(results_dir: Path, tracking_uri: str | None = None) -> list[Path]:

@@ -1,9 +1,9 @@
 """The training loop of every method, run once per Ray Train worker (DDP over gloo or NCCL).
 
-One readable loop for pc_lora, kd_lora, lora and fft: the method decides how the model is built
-(`build_model`), what the loss is (`method_loss`) and what the deployable model is
-(`deployable_model`); everything else (data sharding, AdamW with warmup and decay, clipping, exact
-evaluation, a checkpoint per epoch, resumption after a worker dies) is shared.
+One readable loop for every method: the method's recipe (orchestrator/recipes/) decides how the
+model is built, what the loss is, what happens before each optimizer step (PC-LoRA's λ) and what
+the deployable model is; everything else (data sharding, AdamW with warmup and decay, clipping,
+exact evaluation, a checkpoint per epoch, resumption after a worker dies, divergence) is shared.
 
 Batch size: `train.batch_size` is the global batch; each of the N workers takes batch_size / N, so a
 configuration means the same optimisation whatever the number of workers.
@@ -19,6 +19,7 @@ import random
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,96 +32,32 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from transformers import get_linear_schedule_with_warmup
 
-from methods import accounting, baselines, kd_lora, pc_lora
-from orchestrator import asha, tracking
+from methods import accounting, kd_lora
+from orchestrator import asha, faults, tracking
 from orchestrator.config import Config, config_from_dict
+from orchestrator.recipes import Recipe, StepInputs, get_recipe
+from orchestrator.records import EarlyStopSpec, LoopConfig, RunMetrics, TrialFiles
 from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_task, load_model, load_processor
 
-TEACHER_LOGITS_FILE = "train_logits.safetensors"
-STATE_FILE = "state.pt"
-EPOCHS_FILE = "epochs.jsonl"  # one line per finished epoch, appended by rank 0: where and when it ran
-
-
-# ---------------------------------------------------------------------------------------------
-# What each method changes
+# Kept for importers of the old names.
+TEACHER_LOGITS_FILE = TrialFiles.TEACHER_LOGITS
+STATE_FILE = TrialFiles.STATE
+EPOCHS_FILE = TrialFiles.EPOCHS
 
 
 def student_reference(cfg: Config) -> str:
     """The model whose tokenizer/processor feeds the trained network (a cut teacher keeps the teacher's)."""
-    if cfg.method.name == "kd_lora" and cfg.method.student:
-        return cfg.method.student
-    if cfg.method.name == "kd_lora":
-        return cfg.method.teacher or cfg.model
-    return cfg.model
+    return get_recipe(cfg.method.name).data_reference(cfg)
 
 
 def build_model(cfg: Config, task: TaskSpec, teacher_dir: str | None) -> nn.Module:
     """The network to train, with the method attached (adapters trainable, the rest as the method says)."""
-    m = cfg.method
-    if m.name == "fft":
-        return baselines.prepare_fft(load_model(cfg.model, task, trust_remote_code=cfg.trust_remote_code))
-    if m.name == "lora":
-        return baselines.attach_lora(load_model(cfg.model, task, trust_remote_code=cfg.trust_remote_code), m.rank, alpha=m.alpha, targets=m.target_modules)
-    if m.name == "pc_lora":
-        model = load_model(cfg.model, task, trust_remote_code=cfg.trust_remote_code)
-        pc_lora.attach(model, m.rank, alpha=m.alpha, target_patterns=m.target_modules)
-        return model
-    # KD-LoRA: the student is another checkpoint, or the fine-tuned teacher cut to k evenly spaced
-    # layers (DistilBERT's recipe; starting from the fine-tuned teacher keeps its task head).
-    if m.student:
-        student = load_model(m.student, task, trust_remote_code=cfg.trust_remote_code)
-    else:
-        teacher = load_model(str(Path(teacher_dir) / "model"), task, trust_remote_code=cfg.trust_remote_code)
-        layers = m.student_layers or max(1, teacher.config.num_hidden_layers // 2)
-        student = kd_lora.cut_layers(teacher, layers)
-    return baselines.attach_lora(student, m.rank, alpha=m.alpha, targets=m.target_modules)
-
-
-def build_feature_teacher(cfg: Config, task: TaskSpec, device: torch.device) -> nn.Module | None:
-    """PC-LoRA's teacher when it is a separate fine-tuned copy; None = the model itself at λ = 1."""
-    if cfg.method.name != "pc_lora" or cfg.method.kd_weight == 0 or not cfg.method.teacher:
-        return None
-    teacher = load_model(cfg.method.teacher, task, trust_remote_code=cfg.trust_remote_code).to(device).eval()
-    teacher.requires_grad_(False)
-    return teacher
-
-
-def method_loss(cfg: Config, model: nn.Module, raw_model: nn.Module, batch: dict[str, torch.Tensor],
-                teacher_logits: kd_lora.TeacherLogits | None, feature_teacher: nn.Module | None,
-                regression: bool) -> torch.Tensor:
-    m = cfg.method
-    idx = batch.pop("idx")
-    if m.name == "kd_lora":
-        labels = batch.pop("labels")
-        logits = model(**batch).logits
-        return kd_lora.kd_loss(logits, teacher_logits.lookup(idx), labels, kd_weight=m.kd_weight,
-                               temperature=m.temperature, regression=regression)
-    if m.name == "pc_lora" and m.kd_weight > 0:
-        out = model(**batch, output_hidden_states=True)
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        if feature_teacher is not None:
-            with torch.no_grad():
-                teacher_out = feature_teacher(**inputs, output_hidden_states=True)
-        else:
-            teacher_out = pc_lora.teacher_forward(raw_model, **inputs)
-        return pc_lora.loss(out.loss, out.hidden_states[1:], teacher_out.hidden_states[1:], m.kd_weight)
-    return model(**batch).loss
+    return get_recipe(cfg.method.name).build_model(cfg, task, teacher_dir)
 
 
 def deployable_model(cfg: Config, raw_model: nn.Module) -> nn.Module:
     """What a user ships: PC-LoRA without W and b, LoRA merged into the weights, FFT as trained."""
-    if cfg.method.name == "pc_lora":
-        return pc_lora.compress(raw_model)
-    if cfg.method.name in ("lora", "kd_lora"):
-        return baselines.merge_lora(raw_model)
-    return raw_model
-
-
-def save_deployable(cfg: Config, model: nn.Module, path: Path) -> None:
-    if cfg.method.name == "pc_lora":
-        pc_lora.save_compressed(model, path)
-    else:
-        baselines.save_model(model, path)
+    return get_recipe(cfg.method.name).deployable(cfg, raw_model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,174 +131,253 @@ def evaluate(model: nn.Module, dataset: Any, collate: Any, batch_size: int, devi
     return preds, labels
 
 
-def early_stop_decision(early_stop: dict[str, Any] | None, epoch: int, metric: float | None, rank: int,
+def early_stop_decision(early_stop: EarlyStopSpec | None, epoch: int, metric: float | None, rank: int,
                         world: int) -> bool:
     """ASHA's rule at a rung epoch (see orchestrator/asha.py); rank 0 decides, every rank follows."""
-    if not early_stop or epoch not in early_stop["rungs"]:
+    if early_stop is None or epoch not in early_stop.rungs:
         return False
     decision = [False]
     if rank == 0:
-        decision[0] = asha.record_and_decide(Path(early_stop["rung_dir"]), epoch, early_stop["trial_id"],
-                                             float(metric), early_stop["reduction_factor"])
+        decision[0] = asha.record_and_decide(Path(early_stop.rung_dir), epoch, early_stop.trial_id,
+                                             float(metric), early_stop.reduction_factor)
     if world > 1:
         dist.broadcast_object_list(decision, src=0)
     return bool(decision[0])
-
-
-def _maybe_die_for_test(rank: int, epoch: int) -> None:
-    """Fault injection for the resume test: rank 0 records its pid once, then waits to be killed."""
-    pid_file = os.environ.get("ORCH_TEST_PID_FILE")
-    if not pid_file or rank != 0 or epoch != 1 or Path(pid_file).exists():
-        return
-    Path(pid_file).write_text(str(os.getpid()))
-    time.sleep(float(os.environ.get("ORCH_TEST_PAUSE", "60")))
 
 
 # ---------------------------------------------------------------------------------------------
 # The loop
 
 
-def train_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train entry point: `loop_config` holds the resolved config, out_dir and teacher_dir."""
-    cfg = config_from_dict(loop_config["config"])
-    out_dir = Path(loop_config["out_dir"])
-    teacher_dir = loop_config.get("teacher_dir")
-    emit_train_logits = loop_config.get("emit_train_logits", False)
-    run_id = loop_config.get("mlflow_run_id")
-    early_stop = loop_config.get("early_stop")
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    amp = device.type == "cuda"  # bf16 autocast on GPUs; float32 on CPUs
-    torch.set_num_threads(max(1, cfg.resources.cpus_per_worker))
-    task = get_task(cfg.task)
-    seed_everything(cfg.train.seed)
-    start_time = time.perf_counter()
-    # Timings for benchmarks/overhead.py: wall-clock stamps (comparable with the driver's) and seconds
-    # spent in the training steps and in evaluation, reported with every epoch.
-    timing: dict[str, float] = {"worker_start_unix": time.time(), "train_loop_seconds": 0.0, "eval_seconds": 0.0}
+@dataclass
+class StepState:
+    """What one optimizer step needs; the benchmarks build one without Ray to time the same step."""
 
-    data_ref = student_reference(cfg)
+    cfg: Config
+    recipe: Recipe
+    raw_model: nn.Module
+    model: nn.Module  # raw_model, DDP-wrapped on several workers
+    aux: Any  # the recipe's teacher side (logits, a frozen model) or None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    trainable: list[nn.Parameter]
+    device: torch.device
+    amp: bool  # bf16 autocast on GPUs; float32 on CPUs
+    world: int
+    regression: bool
+
+
+def make_optimizer(cfg: Config, raw_model: nn.Module, total_steps: int) -> tuple[Any, Any, list[nn.Parameter]]:
+    """AdamW over the trainable parameters, linear warm-up then linear decay to 0 at `total_steps`."""
+    trainable = [p for p in raw_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.train.warmup_ratio * total_steps), total_steps)
+    return optimizer, scheduler, trainable
+
+
+@dataclass
+class Worker:
+    """One worker's run: its rank, the task and data, and the step state."""
+
+    task: TaskSpec
+    rank: int
+    data: dict[str, Any]  # train_set, train_collate, eval_set, eval_collate
+    loader: DataLoader
+    sampler: DistributedSampler
+    total_steps: int
+    s: StepState
+
+    @property
+    def cfg(self) -> Config:
+        return self.s.cfg
+
+
+def load_data(cfg: Config, recipe: Recipe, task: TaskSpec) -> dict[str, Any]:
     cache_dir = str(Path(cfg.results_dir) / ".cache" / "data")
     common = {"data_dir": cfg.data_dir, "max_length": cfg.train.max_length, "seed": cfg.train.seed,
-              "cache_dir": cache_dir, "model_name_or_path": data_ref, "trust_remote_code": cfg.trust_remote_code}
+              "cache_dir": cache_dir, "model_name_or_path": recipe.data_reference(cfg),
+              "trust_remote_code": cfg.trust_remote_code}
     train_set, train_collate = build_dataset(task, "train", max_examples=cfg.train.max_examples, train=True,
                                              augment=cfg.train.augment, **common)
     eval_set, eval_collate = build_dataset(task, task.eval_split, max_examples=cfg.eval.max_examples,
                                            train=False, **common)
+    return {"train_set": train_set, "train_collate": train_collate, "eval_set": eval_set,
+            "eval_collate": eval_collate}
 
-    raw_model = build_model(cfg, task, teacher_dir).to(device)
-    feature_teacher = build_feature_teacher(cfg, task, device)
-    teacher_logits = None
-    if cfg.method.name == "kd_lora":
-        teacher_logits = kd_lora.TeacherLogits.load(Path(teacher_dir) / TEACHER_LOGITS_FILE).to(device)
-        if len(teacher_logits) != len(train_set):
-            raise RuntimeError(f"teacher logits cover {len(teacher_logits)} examples, the training set has "
-                               f"{len(train_set)}; delete {teacher_dir} to recompute them")
 
-    per_worker_batch = max(1, cfg.train.batch_size // world)
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)
-    loader = DataLoader(train_set, batch_size=per_worker_batch, sampler=sampler, collate_fn=train_collate,
-                        drop_last=False)
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * cfg.train.epochs
-    trainable = [p for p in raw_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.train.warmup_ratio * total_steps), total_steps)
-
-    start_epoch, step = 0, 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as ckpt_dir:
-            state = torch.load(Path(ckpt_dir) / STATE_FILE, map_location=device, weights_only=True)
-        raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"].cpu())
-        start_epoch, step = state["epoch"] + 1, state["step"]
-        if rank == 0:
-            print(f"[{cfg.name}] resumed from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
-
-    sizes = initial_accounting(cfg, task, raw_model) if rank == 0 else {}
-    # Where rank 0 runs (on a cluster, the node; it changes when a lost node's trial resumes elsewhere).
-    node = ray.util.get_node_ip_address()
+def set_up(loop: LoopConfig) -> Worker:
+    cfg = config_from_dict(loop.config)
+    recipe = get_recipe(cfg.method.name)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(max(1, cfg.resources.cpus_per_worker))
+    task = get_task(cfg.task)
+    seed_everything(cfg.train.seed)
+    data = load_data(cfg, recipe, task)
+    raw_model = recipe.build_model(cfg, task, loop.teacher_dir).to(device)
+    aux = recipe.prepare(cfg, task, device, loop.teacher_dir, len(data["train_set"]))
+    sampler = DistributedSampler(data["train_set"], num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)
+    loader = DataLoader(data["train_set"], batch_size=max(1, cfg.train.batch_size // world), sampler=sampler,
+                        collate_fn=data["train_collate"], drop_last=False)
+    total_steps = len(loader) * cfg.train.epochs
+    optimizer, scheduler, trainable = make_optimizer(cfg, raw_model, total_steps)
     model = ray.train.torch.prepare_model(raw_model, move_to_device=False) if world > 1 else raw_model
-    model.train()
-    lam = 1.0
-    for epoch in range(start_epoch, cfg.train.epochs):
-        sampler.set_epoch(epoch)
-        epoch_start, seen, loss_sum, batches = time.perf_counter(), 0, 0.0, 0
-        step_times, step_start = [], epoch_start
-        for batch in loader:
-            if "first_step_unix" not in timing:
-                timing["first_step_unix"] = time.time()
-            if cfg.method.name == "pc_lora":
-                lam = pc_lora.decay_factor(step, total_steps, cfg.method.decay_schedule, cfg.method.decay_end)
-                pc_lora.set_lambda(raw_model, lam)
-            batch = to_device(batch, device)
-            seen += len(batch["idx"])
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = method_loss(cfg, model, raw_model, batch, teacher_logits, feature_teacher,
-                                   task.is_regression)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.train.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            loss_sum += loss.item()
-            batches += 1
-            step_end = time.perf_counter()
-            step_times.append(step_end - step_start)  # data loading included, as in examples_per_s
-            step_start = step_end
-        seconds = time.perf_counter() - epoch_start
-        timing["train_loop_seconds"] += seconds
-        eval_start = time.perf_counter()
-        result = evaluate(model, eval_set, eval_collate, cfg.eval.batch_size, device, rank, world, amp)
-        timing["eval_seconds"] += time.perf_counter() - eval_start
+    state = StepState(cfg, recipe, raw_model, model, aux, optimizer, scheduler, trainable, device,
+                      device.type == "cuda", world, task.is_regression)
+    return Worker(task, rank, data, loader, sampler, total_steps, state)
 
-        metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": loss_sum / max(1, batches),
-                                   "examples_per_s": seen * world / max(seconds, 1e-9), "world_size": world,
-                                   "step_seconds_median": statistics.median(step_times) if step_times else 0.0,
-                                   **timing}
-        metrics.update({"node": node, "resumed_from_epoch": start_epoch})
-        if cfg.method.name == "pc_lora":
-            metrics["lambda"] = lam
-        if rank == 0:
-            metrics.update(compute_metrics(task, *result))
-            metrics["metric_name"] = task.primary_metric
-            metrics["metric"] = metrics[task.primary_metric]
-            print(f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} loss {metrics['loss']:.4f} "
-                  f"{task.primary_metric} {metrics['metric']:.4f}"
-                  + (f" λ {lam:.3f}" if "lambda" in metrics else "")
-                  + f" {metrics['examples_per_s']:.1f} ex/s", flush=True)
-        last = epoch + 1 == cfg.train.epochs
-        stop = not last and early_stop_decision(early_stop, epoch + 1, metrics.get("metric"), rank, world)
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if rank == 0:
-                torch.save({"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-                            "epoch": epoch, "step": step}, Path(tmp) / STATE_FILE)
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-                metrics.update(sizes)
-                if last:
-                    metrics.update(finish(cfg, task, raw_model, out_dir, train_set, train_collate, device,
-                                          emit_train_logits))
-                if last or stop:
-                    metrics.update({"task": cfg.task, "method": cfg.method.name, "full_budget": last,
-                                    "stopped_early": stop, "train_seconds": time.perf_counter() - start_time})
-                    write_metrics(out_dir, metrics)
-            ray.train.report(metrics, checkpoint=ckpt)
-        if rank == 0:
-            append_epoch(out_dir, metrics)
-        if rank == 0 and run_id:
-            tracking.log_metrics(cfg, run_id, metrics, step=epoch + 1)
-        if stop:
-            if rank == 0:
-                print(f"[{cfg.name}] stopped early by ASHA after epoch {epoch + 1}", flush=True)
+
+def train_step(s: StepState, batch: dict[str, torch.Tensor]) -> tuple[float, bool]:
+    """One optimizer step on `batch` (on the device): (loss, finite). A non-finite step skips the update.
+
+    The gradient norm is the same on every rank (DDP averages gradients), so every rank agrees on
+    divergence; the loss is checked too for a single worker, where no all-reduce would spread it.
+    """
+    with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.amp):
+        loss = s.recipe.loss(StepInputs(s.cfg, s.model, s.raw_model, batch, s.aux, s.regression))
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(s.trainable, s.cfg.train.max_grad_norm))
+    value = loss.item()
+    finite = math.isfinite(grad_norm) and (s.world > 1 or math.isfinite(value))
+    if finite:
+        s.optimizer.step()
+        s.scheduler.step()
+    return value, finite
+
+
+def restore(w: Worker) -> tuple[int, int]:
+    """(first epoch, step) after the checkpoint Ray hands a restarted worker; (0, 0) on a fresh run."""
+    checkpoint = ray.train.get_checkpoint()
+    if not checkpoint:
+        return 0, 0
+    with checkpoint.as_directory() as ckpt_dir:
+        state = torch.load(Path(ckpt_dir) / TrialFiles.STATE, map_location=w.s.device, weights_only=True)
+    w.s.raw_model.load_state_dict(state["model"])
+    w.s.optimizer.load_state_dict(state["optimizer"])
+    w.s.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"].cpu())
+    if w.rank == 0:
+        print(f"[{w.cfg.name}] resumed from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
+    return state["epoch"] + 1, state["step"]
+
+
+def train_epoch(w: Worker, epoch: int, step: int, timing: dict[str, float]) -> dict[str, Any]:
+    """One pass over this worker's shard; stops at the first non-finite step (`diverged`)."""
+    w.sampler.set_epoch(epoch)
+    start = step_start = time.perf_counter()
+    seen, loss_sum, batches, step_times, state, diverged = 0, 0.0, 0, [], {}, False
+    for batch in w.loader:
+        timing.setdefault("first_step_unix", time.time())
+        state = w.s.recipe.before_step(w.cfg, w.s.raw_model, step, w.total_steps)
+        batch = to_device(batch, w.s.device)
+        seen += len(batch["idx"])
+        value, finite = train_step(w.s, batch)
+        if not finite:
+            diverged = True
             break
-        _maybe_die_for_test(rank, epoch)
+        step, loss_sum, batches = step + 1, loss_sum + value, batches + 1
+        now = time.perf_counter()
+        step_times.append(now - step_start)  # data loading included, as in examples_per_s
+        step_start = now
+    seconds = time.perf_counter() - start
+    timing["train_loop_seconds"] += seconds
+    return {"epoch": epoch + 1, "step": step, "loss": loss_sum / max(1, batches) if not diverged else math.nan,
+            "examples_per_s": seen * w.s.world / max(seconds, 1e-9), "world_size": w.s.world,
+            "step_seconds_median": statistics.median(step_times) if step_times else 0.0, "diverged": diverged,
+            **state}
+
+
+def evaluate_into(w: Worker, model: nn.Module, metrics: dict[str, Any], rank: int, world: int) -> None:
+    """The task's metrics of `model` on the evaluation split, into `metrics` (on rank 0)."""
+    result = evaluate(model, w.data["eval_set"], w.data["eval_collate"], w.cfg.eval.batch_size, w.s.device,
+                      rank, world, w.s.amp)
+    if rank == 0:
+        metrics.update(compute_metrics(w.task, *result))
+        metrics["metric_name"] = w.task.primary_metric
+        metrics["metric"] = metrics[w.task.primary_metric]
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point: `loop_config` is a `LoopConfig` as a dict."""
+    loop = LoopConfig.from_dict(loop_config)
+    start_time = time.perf_counter()
+    # Timings for benchmarks/overhead.py: wall-clock stamps (comparable with the driver's) and seconds
+    # spent in the training steps and in evaluation, reported with every epoch.
+    timing: dict[str, float] = {"worker_start_unix": time.time(), "train_loop_seconds": 0.0, "eval_seconds": 0.0}
+    w = set_up(loop)
+    cfg = w.cfg
+    start_epoch, step = restore(w)
+    sizes = initial_accounting(cfg, w.task, w.s.raw_model) if w.rank == 0 else {}
+    node = ray.util.get_node_ip_address()  # rank 0's node: it changes when a lost node's trial resumes elsewhere
+    w.s.model.train()
+    for epoch in range(start_epoch, cfg.train.epochs):
+        metrics = {**train_epoch(w, epoch, step, timing), "node": node, "resumed_from_epoch": start_epoch}
+        step = metrics["step"]
+        diverged = metrics["diverged"]
+        if not diverged:
+            eval_start = time.perf_counter()
+            evaluate_into(w, w.s.model, metrics, w.rank, w.s.world)
+            timing["eval_seconds"] += time.perf_counter() - eval_start
+        metrics.update(timing)
+        if w.rank == 0:
+            print_epoch(cfg, metrics)
+        last = epoch + 1 == cfg.train.epochs and not diverged
+        stop = not last and not diverged and early_stop_decision(loop.early_stop, epoch + 1, metrics.get("metric"),
+                                                                 w.rank, w.s.world)
+        report_epoch(w, loop, metrics, sizes, epoch, step, last=last, stop=stop, start_time=start_time)
+        if stop or diverged:
+            if w.rank == 0:
+                print(f"[{cfg.name}] " + ("stopped early by ASHA" if stop else "diverged") + f" after epoch {epoch + 1}",
+                      flush=True)
+            break
+        faults.after_epoch(w.rank, epoch)
+
+
+def print_epoch(cfg: Config, m: dict[str, Any]) -> None:
+    if m["diverged"]:
+        print(f"[{cfg.name}] epoch {m['epoch']}/{cfg.train.epochs}: non-finite loss at step {m['step']} "
+              f"(train.lr={cfg.train.lr}); the run is stopped as diverged", flush=True)
+        return
+    print(f"[{cfg.name}] epoch {m['epoch']}/{cfg.train.epochs} loss {m['loss']:.4f} {m['metric_name']} "
+          f"{m['metric']:.4f}" + (f" λ {m['lambda']:.3f}" if "lambda" in m else "")
+          + f" {m['examples_per_s']:.1f} ex/s", flush=True)
+
+
+def report_epoch(w: Worker, loop: LoopConfig, metrics: dict[str, Any], sizes: dict[str, Any], epoch: int,
+                 step: int, *, last: bool, stop: bool, start_time: float) -> None:
+    """Checkpoint and report the epoch; at the end, the deployable model and metrics.json (rank 0)."""
+    cfg, out_dir = w.cfg, Path(loop.out_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = None
+        if w.rank == 0:
+            torch.save({"model": w.s.raw_model.state_dict(), "optimizer": w.s.optimizer.state_dict(),
+                        "scheduler": w.s.scheduler.state_dict(), "rng": torch.get_rng_state(),
+                        "epoch": epoch, "step": step}, Path(tmp) / TrialFiles.STATE)
+            ckpt = ray.train.Checkpoint.from_directory(tmp)
+            metrics.update(sizes)
+            if last:
+                metrics["metric_trained"] = metrics.get("metric")  # before export (PC-LoRA: W still present)
+                metrics.update(finish(w, out_dir, loop.emit_train_logits))
+            if last or stop or metrics["diverged"]:
+                metrics.update({"task": cfg.task, "method": cfg.method.name, "full_budget": last,
+                                "stopped_early": stop, "train_seconds": time.perf_counter() - start_time})
+                if metrics["diverged"]:
+                    metrics.update({"metric": None, "metric_name": w.task.primary_metric,
+                                    "status_message": f"diverged: non-finite loss at step {step} with "
+                                                      f"train.lr={cfg.train.lr}; lower the learning rate"})
+                write_metrics(out_dir, metrics, w.task)
+        ray.train.report(_finite(metrics), checkpoint=ckpt)
+    if w.rank == 0:
+        append_epoch(out_dir, metrics)
+        if loop.mlflow_run_id:
+            tracking.log_metrics(cfg, loop.mlflow_run_id, metrics, step=epoch + 1)
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What Tune sees: no None and no NaN (it keeps the last finite value of a key otherwise)."""
+    return {k: v for k, v in metrics.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
 
 
 def model_accounting(cfg: Config, task: TaskSpec, model: nn.Module) -> dict[str, int]:
@@ -387,18 +403,26 @@ def initial_accounting(cfg: Config, task: TaskSpec, raw_model: nn.Module) -> dic
             "trainable_params": sum(p.numel() for p in raw_model.parameters() if p.requires_grad)}
 
 
-def finish(cfg: Config, task: TaskSpec, raw_model: nn.Module, out_dir: Path, train_set: Any,
-           train_collate: Any, device: torch.device, emit_train_logits: bool) -> dict[str, Any]:
-    """Rank 0 after the last epoch: the deployable model saved, and measured again from what was saved."""
-    raw_model.eval()
+def finish(w: Worker, out_dir: Path, emit_train_logits: bool) -> dict[str, Any]:
+    """Rank 0 after the last epoch: the deployable model evaluated, saved, and measured from what was saved.
+
+    The metric reported is the deployable model's (PC-LoRA without W, LoRA merged), measured here
+    on the whole evaluation split, not the training-time network's.
+    """
+    cfg, task, recipe, device = w.cfg, w.task, w.s.recipe, w.s.device
+    w.s.raw_model.eval()
     if emit_train_logits:  # a KD-LoRA teacher: its logits, once per training example, by index
-        loader = DataLoader(train_set, batch_size=cfg.eval.batch_size, shuffle=False, collate_fn=train_collate)
-        kd_lora.TeacherLogits.compute(raw_model, loader, device).save(out_dir / TEACHER_LOGITS_FILE)
-    deployable = deployable_model(cfg, raw_model).cpu().float()
-    model_dir = out_dir / "model"
-    save_deployable(cfg, deployable, model_dir)
+        loader = DataLoader(w.data["train_set"], batch_size=cfg.eval.batch_size, shuffle=False,
+                            collate_fn=w.data["train_collate"])
+        kd_lora.TeacherLogits.compute(w.s.raw_model, loader, device).save(out_dir / TrialFiles.TEACHER_LOGITS)
+    deployable = recipe.deployable(cfg, w.s.raw_model)
+    metrics: dict[str, Any] = {}
+    evaluate_into(w, deployable, metrics, rank=0, world=1)
+    deployable = deployable.cpu().float()
+    model_dir = out_dir / TrialFiles.MODEL
+    recipe.save(deployable, model_dir)
     # The folder loads on its own (from_pretrained), tokenizer or image processor included.
-    load_processor(student_reference(cfg), task, trust_remote_code=cfg.trust_remote_code).save_pretrained(model_dir)
+    load_processor(recipe.data_reference(cfg), task, trust_remote_code=cfg.trust_remote_code).save_pretrained(model_dir)
     measured = model_accounting(cfg, task, deployable)
     stored = saved_tensor_elements(model_dir)
     if stored != measured["params"]:
@@ -407,21 +431,19 @@ def finish(cfg: Config, task: TaskSpec, raw_model: nn.Module, out_dir: Path, tra
     # The leaderboards quote this string as the trial's hardware: on a CPU the size of the host matters.
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu ({len(os.sched_getaffinity(0))}-core host, {torch.get_num_threads()} thread/worker)")
-    return {**measured, "device": device_name}
+    return {**metrics, **measured, "device": device_name}
 
 
 def append_epoch(out_dir: Path, metrics: dict[str, Any]) -> None:
-    """One line of EPOCHS_FILE: the epoch's node, time and result, written after its checkpoint was reported."""
-    keys = ("epoch", "node", "resumed_from_epoch", "loss", "metric")
+    """One line of the epochs file: the epoch's node, time and result, written after its checkpoint was reported."""
+    keys = ("epoch", "node", "resumed_from_epoch", "loss", "metric", "diverged")
     line = {"time": time.time(), **{k: metrics[k] for k in keys if k in metrics}}
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / EPOCHS_FILE, "a") as handle:
-        handle.write(json.dumps(line) + "\n")
+    with open(out_dir / TrialFiles.EPOCHS, "a") as handle:
+        handle.write(json.dumps(_finite(line)) + "\n")
 
 
-def write_metrics(out_dir: Path, metrics: dict[str, Any]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out_dir / "metrics.json")
-
+def write_metrics(out_dir: Path, metrics: dict[str, Any], task: TaskSpec) -> None:
+    """metrics.json through its record (a missing key fails here, not in a report), strict JSON, atomically."""
+    names = tuple(task.metric_names) + (task.primary_metric,)
+    RunMetrics.from_json(metrics, names).write(out_dir)

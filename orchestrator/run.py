@@ -7,8 +7,6 @@ rank the model cannot take (before Ray starts), and the KD-LoRA teacher, fine-tu
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -17,9 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import Config, ConfigError, dump_yaml, with_values
+from orchestrator.config import Config, ConfigError, dump_yaml, with_method_defaults, with_values
+from orchestrator.fs import file_lock
+from orchestrator.records import EarlyStopSpec, LoopConfig, TrialFiles
 
 TEACHERS_DIR = "teachers"
+TEACHER_METHOD = "fft"  # a teacher is the task's fully fine-tuned model (the FFT recipe)
 
 
 def _meta_model(ref: str, task_name: str, trust_remote_code: bool = False) -> Any:
@@ -40,33 +41,24 @@ def _meta_model(ref: str, task_name: str, trust_remote_code: bool = False) -> An
 
 def preflight(cfg: Config) -> None:
     """Refuse, before Ray starts, a rank larger than a target layer allows (every rank the space can draw)."""
-    from methods import baselines, pc_lora
+    from orchestrator.recipes import get_recipe
+    from orchestrator.records import SpaceDimension
+    from orchestrator.search import methods_of
 
     ranks = {cfg.method.rank}
-    spec = cfg.space.get("method.rank", {})
-    for kind, args in spec.items():
-        ranks.update(args if kind in ("choice", "grid") else [args[1]])
-    methods = {cfg.method.name}
-    methods.update(next(iter(cfg.space.get("method.name", {"choice": []}).values())))
+    if "method.rank" in cfg.space:
+        dim = SpaceDimension.of("method.rank", cfg.space["method.rank"])
+        for method in methods_of(cfg):
+            own = dim.for_method(method)
+            if own is not None:
+                ranks.update(own.values if own.discrete else [own.args[1]])
     problems: list[str] = []
-    if "pc_lora" in methods:
-        model = _meta_model(cfg.model, cfg.task, cfg.trust_remote_code)
-        for msg in pc_lora.rank_errors(model, max(ranks), target_patterns=cfg.method.target_modules):
-            problems.append(msg)
-    if methods & {"lora", "kd_lora"}:
-        # KD-LoRA students share the teacher's width when cut from it; another checkpoint is checked here too.
-        refs = [cfg.model] if "lora" in methods or not cfg.method.student else []
-        refs += [cfg.method.student] if "kd_lora" in methods and cfg.method.student else []
-        for ref in refs:
-            model = _meta_model(ref, cfg.task, cfg.trust_remote_code)
-            try:
-                targets = baselines.lora_target_modules(model, cfg.method.target_modules)
-            except ValueError as exc:
-                problems.append(str(exc))
-                continue
-            problem = baselines.lora_rank_problem(model, max(ranks), targets)
-            if problem:
-                problems.append(problem)
+    for method in methods_of(cfg):
+        recipe = get_recipe(method)
+        for ref in recipe.model_references(cfg):
+            for msg in recipe.rank_problems(cfg, _meta_model(ref, cfg.task, cfg.trust_remote_code), max(ranks)):
+                if msg not in problems:
+                    problems.append(msg)
     if problems:
         raise ConfigError(problems)
 
@@ -74,7 +66,7 @@ def preflight(cfg: Config) -> None:
 def teacher_config(cfg: Config) -> Config:
     """The full fine-tuning run that makes a KD-LoRA teacher."""
     m = cfg.method
-    return with_values(cfg, {"method.name": "fft", "model": m.teacher or cfg.model,
+    return with_values(cfg, {"method.name": TEACHER_METHOD, "model": m.teacher or cfg.model,
                              "train.epochs": m.teacher_epochs, "train.lr": m.teacher_lr})
 
 
@@ -90,28 +82,15 @@ def teacher_key(cfg: Config) -> str:
     return f"{slug}-{digest}"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_teacher(cfg: Config) -> Path:
     """The fine-tuned teacher's folder (model/, metrics.json, train logits), training it only if absent.
 
     Trials running at the same time wait on a file lock, so the teacher is trained once.
     """
-    from orchestrator.loop import TEACHER_LOGITS_FILE
-
     teacher_dir = Path(cfg.results_dir) / TEACHERS_DIR / teacher_key(cfg)
-    done = teacher_dir / TEACHER_LOGITS_FILE
-    with _file_lock(teacher_dir.with_suffix(".lock")):
-        if done.is_file() and (teacher_dir / "metrics.json").is_file():
+    done = teacher_dir / TrialFiles.TEACHER_LOGITS
+    with file_lock(teacher_dir.with_suffix(".lock")):
+        if done.is_file() and (teacher_dir / TrialFiles.METRICS).is_file():
             return teacher_dir
         tcfg = teacher_config(cfg)
         tcfg = with_values(tcfg, {"name": f"teacher-{teacher_key(cfg)}"})
@@ -155,7 +134,7 @@ def use_gpu(cfg: Config) -> bool:
 
 
 def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits: bool = False,
-        parent_run_id: str | None = None, early_stop: dict[str, Any] | None = None) -> dict[str, Any]:
+        parent_run_id: str | None = None, early_stop: EarlyStopSpec | None = None) -> dict[str, Any]:
     """Train `cfg` with `resources.workers` Ray Train workers; writes out_dir/{config.yaml, metrics.json, model/}.
 
     Returns metrics.json. Inside a Tune trial (`in_tune`) every epoch's report is forwarded to Tune.
@@ -168,12 +147,14 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
 
     from orchestrator import tracking
     from orchestrator.loop import train_worker
+    from orchestrator.recipes import get_recipe
 
+    cfg = with_method_defaults(cfg)  # train.lr: null = the method's own, written into config.yaml
     ensure_ray(cfg)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(dump_yaml(cfg))
-    teacher_dir = str(ensure_teacher(cfg)) if cfg.method.name == "kd_lora" else None
+    (out_dir / TrialFiles.CONFIG).write_text(dump_yaml(cfg))
+    teacher_dir = str(ensure_teacher(cfg)) if get_recipe(cfg.method.name).needs_teacher(cfg) else None
     run_id = tracking.reopen_or_start_run(cfg, run_name=out_dir.name, parent_run_id=parent_run_id,
                                           tags={"trial_id": out_dir.name, "full_budget": "false"})
     gpu = use_gpu(cfg)
@@ -187,9 +168,9 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
         callbacks.append(TuneReportCallback())
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"config": cfg.to_dict(), "out_dir": str(out_dir), "teacher_dir": teacher_dir,
-                           "emit_train_logits": emit_train_logits, "mlflow_run_id": run_id,
-                           "early_stop": early_stop},
+        train_loop_config=LoopConfig(config=cfg.to_dict(), out_dir=str(out_dir), teacher_dir=teacher_dir,
+                                     emit_train_logits=emit_train_logits, mlflow_run_id=run_id,
+                                     early_stop=early_stop).to_dict(),
         scaling_config=ScalingConfig(num_workers=cfg.resources.workers, use_gpu=gpu, resources_per_worker=per_worker),
         run_config=RunConfig(name=out_dir.name, storage_path=str(out_dir / "ray"),
                              failure_config=FailureConfig(max_failures=2), callbacks=callbacks,
@@ -202,14 +183,15 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     except BaseException:
         tracking.finish_run(cfg, run_id, "FAILED")
         raise
-    metrics = json.loads((out_dir / "metrics.json").read_text())
+    metrics = json.loads((out_dir / TrialFiles.METRICS).read_text())
     metrics["wall_seconds"] = time.perf_counter() - started
     tracking.log_metrics(cfg, run_id, {**metrics, "wall_seconds": metrics["wall_seconds"]}, step=metrics["epoch"])
     tracking.set_tags(cfg, run_id, {"full_budget": str(bool(metrics.get("full_budget"))).lower(),
                                     "stopped_early": str(bool(metrics.get("stopped_early"))).lower(),
+                                    "diverged": str(bool(metrics.get("diverged"))).lower(),
                                     "device": metrics.get("device", ""), "node": metrics.get("node", "")})
-    tracking.log_artifacts(cfg, run_id, [out_dir / "metrics.json", out_dir / "config.yaml"])
-    if cfg.tracking.log_models:
-        tracking.log_artifacts(cfg, run_id, [out_dir / "model"], artifact_path="model")
+    tracking.log_artifacts(cfg, run_id, [out_dir / TrialFiles.METRICS, out_dir / TrialFiles.CONFIG])
+    if cfg.tracking.log_models and (out_dir / TrialFiles.MODEL).is_dir():
+        tracking.log_artifacts(cfg, run_id, [out_dir / TrialFiles.MODEL], artifact_path="model")
     tracking.finish_run(cfg, run_id)
     return metrics

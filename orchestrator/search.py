@@ -2,8 +2,9 @@
 
 Two ways in, one meaning. Optuna samplers (NSGA-II, TPE, random) use a define-by-run function, so
 conditional dimensions come for free: the method is drawn first and keys that do not apply to it
-(the decay schedule for KD-LoRA, the student for PC-LoRA) are never drawn. A grid is expanded here
-into the explicit list of points, with the same pruning and without duplicates, times the seeds.
+(the decay schedule for KD-LoRA, the student for PC-LoRA) are never drawn; a `per_method` dimension
+(say, the learning rate) draws from the drawn method's own range. A grid is expanded here into the
+explicit list of points, with the same pruning and without duplicates, times the seeds.
 """
 
 from __future__ import annotations
@@ -11,60 +12,61 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from orchestrator.config import METHOD_SPECIFIC_KEYS, Config
+from orchestrator.config import Config
+from orchestrator.recipes import applies, method_specific_keys
+from orchestrator.records import SpaceDimension
 
 # Drawn first: it decides which other dimensions exist.
 METHOD_KEY = "method.name"
 
 
-def _ordered_keys(cfg: Config) -> list[str]:
-    keys = list(cfg.space)
-    if METHOD_KEY in keys:
-        keys.remove(METHOD_KEY)
-        keys.insert(0, METHOD_KEY)
-    return keys
+def dimensions(cfg: Config) -> list[SpaceDimension]:
+    """The searched dimensions, the method first."""
+    dims = [SpaceDimension.of(k, v) for k, v in cfg.space.items()]
+    return sorted(dims, key=lambda d: d.key != METHOD_KEY)
 
 
-def applies(key: str, method: str) -> bool:
-    """Whether a dimension means something for `method` (conditional dimensions)."""
-    return method in METHOD_SPECIFIC_KEYS.get(key, (method,))
+def methods_of(cfg: Config) -> list[str]:
+    """Every method a sweep can draw, in the space's order (the config's own when not searched)."""
+    return list(SpaceDimension.of(METHOD_KEY, cfg.space[METHOD_KEY]).values) if METHOD_KEY in cfg.space \
+        else [cfg.method.name]
 
 
 def sample_point(trial: Any, cfg: Config) -> dict[str, Any]:
     """Define-by-run space for Optuna: draws one point, a dict of dotted keys to values."""
     point: dict[str, Any] = {}
-    method = cfg.method.name
-    for key in _ordered_keys(cfg):
-        if not applies(key, point.get(METHOD_KEY, method)):
+    for dim in dimensions(cfg):
+        method = point.get(METHOD_KEY, cfg.method.name)
+        own = dim.for_method(method)
+        if not applies(dim.key, method) or own is None:
             continue
-        ((kind, args),) = cfg.space[key].items()
-        if kind in ("choice", "grid"):
-            value = trial.suggest_categorical(key, args)
-        elif kind == "int":
-            value = trial.suggest_int(key, args[0], args[1])
-        elif kind == "uniform":
-            value = trial.suggest_float(key, float(args[0]), float(args[1]))
-        else:  # loguniform
-            value = trial.suggest_float(key, float(args[0]), float(args[1]), log=True)
-        point[key] = value
+        name = dim.optuna_name(method)
+        if own.discrete:
+            value = trial.suggest_categorical(name, own.values)
+        elif own.kind == "int":
+            value = trial.suggest_int(name, *own.args)
+        else:
+            low, high = own.args
+            value = trial.suggest_float(name, float(low), float(high), log=own.kind == "loguniform")
+        point[dim.key] = value
     return point
 
 
 def grid_points(cfg: Config) -> list[dict[str, Any]]:
     """Every combination of the choice/grid dimensions, pruned by method, once each, times the seeds."""
-    keys = _ordered_keys(cfg)
-    values = [list(next(iter(cfg.space[k].values()))) for k in keys]
     points: list[dict[str, Any]] = []
     seen: set[tuple] = set()
-    for combo in itertools.product(*values):
-        raw = dict(zip(keys, combo, strict=True))
-        method = raw.get(METHOD_KEY, cfg.method.name)
-        point = {k: v for k, v in raw.items() if applies(k, method)}
-        signature = tuple(sorted(point.items(), key=lambda kv: kv[0]))
-        if signature in seen:
-            continue
-        seen.add(signature)
-        points.append(point)
+    others = [d for d in dimensions(cfg) if d.key != METHOD_KEY]
+    for method in methods_of(cfg):
+        own = [d.for_method(method) for d in others if applies(d.key, method)]
+        own = [d for d in own if d is not None]
+        for combo in itertools.product(*(d.values for d in own)):
+            point = {METHOD_KEY: method} if METHOD_KEY in cfg.space else {}
+            point.update(zip([d.key for d in own], combo, strict=True))
+            signature = tuple(sorted(point.items(), key=lambda kv: kv[0]))
+            if signature not in seen:
+                seen.add(signature)
+                points.append(point)
     return with_seeds(points, cfg)
 
 
@@ -79,11 +81,11 @@ def describe_space(cfg: Config) -> list[str]:
     if not cfg.space:
         return ["(no searched dimensions: every trial runs the fixed configuration)"]
     lines = []
-    for key in _ordered_keys(cfg):
-        ((kind, args),) = cfg.space[key].items()
-        only = METHOD_SPECIFIC_KEYS.get(key)
+    owners = method_specific_keys()
+    for dim in dimensions(cfg):
+        only = owners.get(dim.key)
         cond = f"   (only for {', '.join(only)})" if only and METHOD_KEY in cfg.space else ""
-        lines.append(f"{key}: {kind} {args}{cond}")
+        lines.append(f"{dim.key}: {dim.kind} {dim.args}{cond}")
     if cfg.search.sampler == "grid":
         lines.append(f"grid: {len(grid_points(cfg))} points"
                      + (f" ({len(cfg.search.seeds)} seeds each)" if cfg.search.seeds else ""))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Config
-from orchestrator.redact import redact, redact_uri
+from orchestrator.redact import redact_uri
 
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -59,16 +59,9 @@ def experiment_id(cfg: Config, name: str | None = None) -> str:
 
 def flat_params(cfg: Config) -> dict[str, str]:
     """Every fixed or searched key of a config as an MLflow param (dotted names, each once), secrets redacted."""
-    from orchestrator.config import scalar_keys
+    from orchestrator.config import flat_scalars
 
-    params = {}
-    for key in scalar_keys():
-        if key.startswith(("search.", "tracking.")) or key == "space":
-            continue
-        value = cfg.get(key)
-        text = "null" if value is None else (",".join(map(str, value)) if isinstance(value, list) else str(value))
-        params[key] = redact(text)
-    return params
+    return {k: "null" if v is None else str(v) for k, v in flat_scalars(cfg.to_dict()).items()}
 
 
 def numeric(metrics: dict[str, Any]) -> dict[str, float]:

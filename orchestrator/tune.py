@@ -18,22 +18,34 @@ import numpy as np
 import pandas as pd
 
 from orchestrator import asha, tracking
-from orchestrator.config import Config, config_from_dict, dump_yaml, objective_pairs, scalar_keys, with_values
+from orchestrator.config import (
+    Config,
+    config_from_dict,
+    dump_yaml,
+    flat_scalars,
+    objective_pairs,
+    with_values,
+)
+from orchestrator.fs import atomic_path, atomic_write_text
 from orchestrator.pareto import hypervolume, pareto_mask
+from orchestrator.recipes import BASELINES
+from orchestrator.records import DIVERGED, METRIC_COLUMNS, EarlyStopSpec, TrialFiles, read_metrics
 from orchestrator.redact import redact
-from orchestrator.search import METHOD_KEY, applies, describe_space, grid_points, sample_point
+from orchestrator.search import (
+    METHOD_KEY,
+    applies,
+    describe_space,
+    dimensions,
+    grid_points,
+    methods_of,
+    sample_point,
+)
 
 TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
-# What metrics.json reports per trial (the task's own metrics are added from the results).
-METRIC_COLUMNS = ("metric_name", "metric", "params", "params_no_embeddings", "base_params",
-                  "base_params_no_embeddings", "flops", "base_flops", "trainable_params", "train_seconds",
-                  "world_size", "epoch", "loss", "lambda", "examples_per_s", "device", "stopped_early",
-                  "node", "nodes", "resumed_from_epoch")
 # Pins each trial's function (and so its Train controller, which Ray places beside it) to the head node:
 # it holds no CPU, and a worker node lost mid-trial then costs only the trial's workers, which Ray Train
 # restarts elsewhere from the last checkpoint. Losing the head ends the job anyway.
 HEAD_RESOURCE = "node:__internal_head__"
-EPOCHS_FILE = "epochs.jsonl"  # orchestrator.loop.EPOCHS_FILE (not imported: that would load torch on the driver)
 
 
 def smoke_config(cfg: Config) -> Config:
@@ -46,21 +58,21 @@ def smoke_config(cfg: Config) -> Config:
 def first_points(cfg: Config, *, prefer_config: bool) -> list[dict[str, Any]]:
     """One point per method the sweep can draw. Each dimension takes the config's own value when the
     dimension allows it (`prefer_config`), else its first choice or lower bound."""
-    methods = list(next(iter(cfg.space[METHOD_KEY].values()))) if METHOD_KEY in cfg.space else [cfg.method.name]
     points = []
-    for method in methods:
+    for method in methods_of(cfg):
         point: dict[str, Any] = {METHOD_KEY: method} if METHOD_KEY in cfg.space else {}
-        for key, spec in cfg.space.items():
-            if key == METHOD_KEY or not applies(key, method):
+        for dim in dimensions(cfg):
+            own = dim.for_method(method)
+            if dim.key == METHOD_KEY or not applies(dim.key, method) or own is None:
                 continue
-            ((kind, args),) = spec.items()
-            own = cfg.get(key)
-            if kind in ("choice", "grid"):
-                point[key] = own if prefer_config and own in args else args[0]
+            value = cfg.get(dim.key)
+            if own.discrete:
+                point[dim.key] = value if prefer_config and value in own.values else own.values[0]
             else:
-                inside = isinstance(own, (int, float)) and args[0] <= own <= args[1]
-                point[key] = own if prefer_config and inside else args[0]
-                point[key] = int(point[key]) if kind == "int" else float(point[key])
+                low, high = own.args
+                inside = isinstance(value, (int, float)) and low <= value <= high
+                point[dim.key] = value if prefer_config and inside else low
+                point[dim.key] = int(point[dim.key]) if own.kind == "int" else float(point[dim.key])
         points.append(point)
     return points
 
@@ -85,24 +97,23 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str |
     early_stop = None
     rungs = asha.rung_epochs(cfg.search.grace_period, cfg.train.epochs, cfg.search.reduction_factor)
     if cfg.search.scheduler == "asha" and rungs:
-        early_stop = {"rung_dir": str(sweep_dir / "asha"), "trial_id": trial_id, "rungs": rungs,
-                      "reduction_factor": cfg.search.reduction_factor}
+        early_stop = EarlyStopSpec(rung_dir=str(sweep_dir / "asha"), trial_id=trial_id, rungs=tuple(rungs),
+                                   reduction_factor=cfg.search.reduction_factor)
     fit(cfg, trial_dir, in_tune=True, parent_run_id=parent_run_id, early_stop=early_stop)
 
 
 def finished_metrics(trial_dir: Path) -> dict[str, Any] | None:
-    """metrics.json of a trial that ended (full budget, or stopped by ASHA), else None. It is written
-    last and atomically, so its presence means the trial needs no more training."""
-    path = trial_dir / "metrics.json"
-    if not path.is_file():
+    """metrics.json of a trial that ended (full budget, stopped by ASHA, or diverged), else None. It is
+    written last and atomically, so its presence means the trial needs no more training."""
+    metrics = read_metrics(trial_dir)
+    if metrics is None:
         return None
-    metrics = json.loads(path.read_text())
-    return metrics if metrics.get("full_budget") or metrics.get("stopped_early") else None
+    return metrics if metrics.get("full_budget") or metrics.get("stopped_early") or metrics.get("diverged") else None
 
 
 def trial_nodes(trial_dir: Path) -> list[str]:
     """The nodes a trial's rank 0 trained on, in order (more than one when it resumed after losing a node)."""
-    path = trial_dir / EPOCHS_FILE
+    path = trial_dir / TrialFiles.EPOCHS
     if not path.is_file():
         return []
     nodes: list[str] = []
@@ -280,6 +291,17 @@ def close_parent_run(cfg: Config, parent_run_id: str, sweep_dir: Path, trials: p
     tracking.finish_run(cfg, parent_run_id)
 
 
+def trial_status(metrics: dict[str, Any], error: Any, full: bool) -> str:
+    """complete | stopped (ASHA) | diverged (non-finite loss) | error | incomplete (e.g. an interrupted sweep)."""
+    if error is not None:
+        return "error"
+    if metrics.get("diverged"):
+        return DIVERGED
+    if full:
+        return "complete"
+    return "stopped" if metrics.get("stopped_early") else "incomplete"
+
+
 def _point_of(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config.get("point", config)) if config else {}
 
@@ -299,18 +321,11 @@ def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
         if nodes:
             metrics["nodes"] = " ".join(nodes)
         full = bool(metrics.get("full_budget")) and result.error is None
-        status = "error" if result.error is not None else ("complete" if full else "stopped")
-        if not full and result.error is None and not metrics.get("stopped_early"):
-            status = "incomplete"  # neither finished nor stopped by ASHA (e.g. an interrupted sweep)
-        row: dict[str, Any] = {"trial_id": trial_id, "status": status, "full_budget": full}
-        for key in scalar_keys():
-            if key.startswith(("search.", "tracking.")) or key in ("results_dir", "space"):
-                continue
-            value = trial_cfg.get(key)
-            if not applies(key, trial_cfg.method.name):
-                value = None  # e.g. the decay schedule of a KD-LoRA trial: it had no effect
-            value = value if not isinstance(value, list) else ",".join(map(str, value))
-            row[key] = redact(value) if isinstance(value, str) else value
+        row: dict[str, Any] = {"trial_id": trial_id, "status": trial_status(metrics, result.error, full),
+                               "full_budget": full}
+        for key, value in flat_scalars(trial_cfg.to_dict()).items():
+            # A key that does not apply to the trial's method (the decay schedule of a KD-LoRA trial) had no effect.
+            row[key] = value if applies(key, trial_cfg.method.name) else None
         row["searched"] = ",".join(sorted(point))
         row["task"] = cfg.task
         for key, value in metrics.items():
@@ -350,11 +365,11 @@ def write_outputs(cfg: Config, sweep_dir: Path, trials: pd.DataFrame) -> None:
     _atomic_csv(trials, sweep_dir / "trials.csv")
     front = front_of(cfg, trials)
     _atomic_csv(front, sweep_dir / "pareto.csv")
-    (sweep_dir / "pareto.md").write_text(pareto_markdown(cfg, front, trials))
+    atomic_write_text(sweep_dir / "pareto.md", pareto_markdown(cfg, front, trials))
     if len(trials):
         plot_front(cfg, trials, front, sweep_dir / "pareto.png")
     if cfg.search.seeds and len(trials):
-        (sweep_dir / "ablation.md").write_text(ablation_markdown(cfg, trials))
+        atomic_write_text(sweep_dir / "ablation.md", ablation_markdown(cfg, trials))
 
 
 def ablation_table(cfg: Config, trials: pd.DataFrame) -> pd.DataFrame:
@@ -387,9 +402,8 @@ def ablation_markdown(cfg: Config, trials: pd.DataFrame) -> str:
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def pareto_markdown(cfg: Config, front: pd.DataFrame, trials: pd.DataFrame) -> str:
@@ -401,20 +415,23 @@ def pareto_markdown(cfg: Config, front: pd.DataFrame, trials: pd.DataFrame) -> s
              f"({len(trials)} in all) are non-dominated.", ""]
     searched = sorted({k for s in trials.get("searched", pd.Series(dtype=str)).dropna() for k in s.split(",") if k})
     cols = ["trial_id", "method.name"] + [k for k in searched if k != "method.name"]
-    cols += ["metric", "params", "params_kept_pct", "flops", "flops_kept_pct"]
+    # Sizes on both bases: the whole model, and the encoder without embeddings (the papers' basis).
+    cols += ["metric", "params", "params_kept_pct", "encoder_params_kept_pct", "flops", "flops_kept_pct"]
+    kept = {"params_kept_pct": ("params", "base_params"),
+            "encoder_params_kept_pct": ("params_no_embeddings", "base_params_no_embeddings"),
+            "flops_kept_pct": ("flops", "base_flops")}
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "---|" * len(cols))
     for _, row in front.iterrows():
         cells = []
         for c in cols:
-            if c == "params_kept_pct":
-                value = 100 * row["params"] / row["base_params"]
-            elif c == "flops_kept_pct":
-                value = 100 * row["flops"] / row["base_flops"]
+            if c in kept:
+                part, whole = kept[c]
+                value = 100 * row[part] / row[whole] if part in row and whole in row else float("nan")
             else:
                 value = row.get(c, "")
             if isinstance(value, float) and not np.isnan(value):
-                value = f"{value:.4g}" if c not in ("params_kept_pct", "flops_kept_pct") else f"{value:.1f}"
+                value = f"{value:.4g}" if c not in kept else f"{value:.1f}"
             elif isinstance(value, float):
                 value = ""
             cells.append(str(value))
@@ -434,7 +451,7 @@ def plot_front(cfg: Config, trials: pd.DataFrame, front: pd.DataFrame, path: Pat
         if cost not in have.columns:
             continue
         for method, group in have.groupby("method.name"):
-            style = {"marker": "*", "s": 120} if method in ("fft", "lora") else {"marker": "o", "s": 30}
+            style = {"marker": "*", "s": 120} if method in BASELINES else {"marker": "o", "s": 30}
             ax.scatter(group[cost], group["metric"], label=method, alpha=0.6, **style)
         if len(front) and cost in front.columns:
             f = front.sort_values(cost)
@@ -449,7 +466,6 @@ def plot_front(cfg: Config, trials: pd.DataFrame, front: pd.DataFrame, path: Pat
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{cfg.name}: metric against parameters and FLOPs")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)

@@ -14,7 +14,7 @@ from transformers import (
     ViTConfig,
 )
 
-from methods.kd_lora import TeacherLogits, cut_layers, kd_loss, student_layer_indices
+from methods.kd_lora import TeacherLogits, cut_layers, distillation_loss, kd_loss, student_layer_indices
 
 
 def tiny_bert(num_labels: int = 3, layers: int = 4) -> BertForSequenceClassification:
@@ -68,6 +68,46 @@ def test_kd_loss_regression_matches_formula():
     mse_t = ((0.5 - 1.0) ** 2 + (2.0 - 1.5) ** 2 + (-1.0 - 0.0) ** 2) / 3
     got = kd_loss(s, t, y, kd_weight=0.25, temperature=3.0, regression=True)
     assert got.item() == pytest.approx(0.75 * mse_y + 0.25 * mse_t)
+
+
+@pytest.mark.parametrize("w", [0.25, 1.0])
+def test_temperature_does_not_change_the_regression_loss(w):
+    # STS-B: the KD term is MSE(z_s, z_t) with no T^2, so every T gives the same loss.
+    s = torch.tensor([[0.5], [2.0], [-1.0]])
+    t = torch.tensor([[1.0], [1.5], [0.0]])
+    y = torch.tensor([0.0, 3.0, -1.0])
+    mse_y = (0.25 + 1.0 + 0.0) / 3
+    mse_t = (0.25 + 0.25 + 1.0) / 3  # = 0.5, not 0.5 * T^2
+    losses = [
+        kd_loss(s, t, y, kd_weight=w, temperature=temp, regression=True) for temp in (0.5, 1.0, 2.0, 8.0)
+    ]
+    assert all(torch.equal(loss, losses[0]) for loss in losses)
+    assert losses[0].item() == pytest.approx((1 - w) * mse_y + w * mse_t)
+    for temp in (1.0, 4.0):
+        assert distillation_loss(s, t, temperature=temp, regression=True).item() == pytest.approx(0.5)
+
+
+def test_distillation_loss_classification_hand_value():
+    # T = 2: z_s / T = [0, 0] -> p_s = [1/2, 1/2]; z_t / T = [ln 3, 0] -> p_t = [3/4, 1/4]
+    s = torch.tensor([[0.0, 0.0]])
+    t = torch.tensor([[2 * math.log(3.0), 0.0]])
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert distillation_loss(s, t, temperature=2.0, regression=False).item() == pytest.approx(4 * kl)
+    # kd_loss at kd_weight 1 is exactly this term
+    full = kd_loss(s, t, torch.tensor([1]), kd_weight=1.0, temperature=2.0, regression=False)
+    assert full.item() == pytest.approx(4 * kl)
+
+
+def test_regression_needs_one_output():
+    with pytest.raises(ValueError, match="regression task needs 1 output"):
+        kd_loss(
+            torch.zeros(2, 2),
+            torch.zeros(2, 2),
+            torch.zeros(2),
+            kd_weight=0.5,
+            temperature=1.0,
+            regression=True,
+        )
 
 
 def test_kd_weight_zero_is_plain_cross_entropy():
@@ -204,6 +244,27 @@ def test_teacher_logits_save_load_roundtrip(tmp_path):
 )
 def test_student_layer_indices(num_layers, k, expected):
     assert student_layer_indices(num_layers, k) == expected
+
+
+def kept_teacher_layers(teacher, student):
+    """Which teacher layer each student layer is a copy of, found by comparing weights."""
+    t_layers, s_layers = teacher.bert.encoder.layer, student.bert.encoder.layer
+    return [
+        next(
+            i
+            for i, t in enumerate(t_layers)
+            if torch.equal(t.attention.self.query.weight, s.attention.self.query.weight)
+        )
+        for s in s_layers
+    ]
+
+
+@pytest.mark.parametrize("num_layers,k,expected", [(6, 3, [0, 3, 5]), (12, 6, [0, 2, 4, 7, 9, 11])])
+def test_cut_layers_keeps_the_documented_layers(num_layers, k, expected):
+    teacher = tiny_bert(layers=num_layers)
+    student = cut_layers(teacher, k)
+    assert kept_teacher_layers(teacher, student) == expected
+    assert f"{num_layers} → {k} keeps {expected}" in cut_layers.__doc__
 
 
 @pytest.mark.parametrize("k", [0, 5])

@@ -109,13 +109,19 @@ def train_steps(model: nn.Module, batch: dict, lam: float, steps: int = 3, kd_we
 
 
 @pytest.mark.parametrize(
-    ("schedule", "half"),
-    [("linear", 0.5), ("sine", 1 - math.sin(math.pi / 4)), ("cosine", math.cos(math.pi / 4))],
+    ("schedule", "half", "before_q"),
+    [
+        ("linear", 0.5, 1 / 80),
+        ("sine", 1 - math.sin(math.pi / 4), 1 - math.sin(math.pi / 2 * 79 / 80)),
+        ("cosine", math.cos(math.pi / 4), math.cos(math.pi / 2 * 79 / 80)),
+    ],
 )
-def test_decay_factor_hand_values(schedule: str, half: float) -> None:
-    total, decay_end = 100, 0.8  # q = 80
+def test_decay_factor_hand_values(schedule: str, half: float, before_q: float) -> None:
+    total, decay_end = 101, 0.8  # q = 0.8 * (101 - 1) = 80
     assert pc_lora.decay_factor(0, total, schedule, decay_end) == 1.0
     assert pc_lora.decay_factor(40, total, schedule, decay_end) == pytest.approx(half, abs=1e-12)
+    assert pc_lora.decay_factor(79, total, schedule, decay_end) == pytest.approx(before_q, abs=1e-12)
+    assert pc_lora.decay_factor(79, total, schedule, decay_end) > 0.0
     for step in (80, 81, 100, 1000):
         value = pc_lora.decay_factor(step, total, schedule, decay_end)
         assert value == 0.0 and type(value) is float
@@ -124,8 +130,43 @@ def test_decay_factor_hand_values(schedule: str, half: float) -> None:
 
 
 def test_decay_end_one_reaches_zero_at_the_last_step() -> None:
-    assert pc_lora.decay_factor(99, 100, "cosine", 1.0) > 0.0
-    assert pc_lora.decay_factor(100, 100, "cosine", 1.0) == 0.0
+    # 96 steps, decay_end 1: q = 95, the last step the loop runs. The old q = 96 left 1/96 here.
+    assert pc_lora.decay_factor(95, 96, "linear", 1.0) == 0.0
+    assert pc_lora.decay_factor(94, 96, "linear", 1.0) == pytest.approx(1 / 95)
+    assert pc_lora.decay_factor(99, 100, "cosine", 1.0) == 0.0
+    assert pc_lora.decay_factor(98, 100, "cosine", 1.0) == pytest.approx(math.cos(math.pi / 2 * 98 / 99))
+
+
+@pytest.mark.parametrize("schedule", pc_lora.SCHEDULES)
+@pytest.mark.parametrize("total", [2, 3, 7, 26, 96, 100])
+@pytest.mark.parametrize("decay_end", [0.01, 0.28, 0.5, 0.8, 0.99, 1.0])
+def test_lambda_is_zero_on_the_last_step_for_every_decay_end(
+    schedule: str, total: int, decay_end: float
+) -> None:
+    values = [pc_lora.decay_factor(s, total, schedule, decay_end) for s in range(total)]
+    assert values[-1] == 0.0
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    q = round(decay_end * (total - 1), 9)  # 0.28 * 25 is 7.000000000000001; the step is 7
+    if q > 0:
+        assert values[0] == 1.0
+    # λ is still > 0 on the last step before q (q itself may fall between steps)
+    last_before_q = math.ceil(q) - 1
+    if last_before_q >= 0:
+        assert values[last_before_q] > 0.0
+    assert all(v == 0.0 for v in values[last_before_q + 1 :])
+
+
+@pytest.mark.parametrize("schedule", pc_lora.SCHEDULES)
+def test_a_single_step_runs_at_lambda_zero(schedule: str) -> None:
+    for decay_end in (0.1, 1.0):
+        assert pc_lora.decay_factor(0, 1, schedule, decay_end) == 0.0
+
+
+def test_q_that_floats_put_just_above_a_step_still_zeroes_it() -> None:
+    # 0.28 * 25 is 7.000000000000001: step 7 must still get an exact 0.0, step 6 is 1 - 6/7.
+    assert 0.28 * 25 > 7
+    assert pc_lora.decay_factor(7, 26, "cosine", 0.28) == 0.0
+    assert pc_lora.decay_factor(6, 26, "linear", 0.28) == pytest.approx(1 / 7)
 
 
 def test_decay_factor_refuses_bad_schedule_and_decay_end_at_once() -> None:
@@ -402,6 +443,148 @@ def test_feature_kd_loss_sends_no_gradient_to_the_teacher() -> None:
     t = torch.zeros(3, requires_grad=True)
     pc_lora.feature_kd_loss([s], [t]).backward()
     assert s.grad is not None and t.grad is None
+
+
+def test_feature_kd_loss_ignores_padded_positions() -> None:
+    # batch 2, seq 3, hidden 2; example 0 has 2 real tokens, example 1 has 1.
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    teacher = torch.zeros(2, 3, 2)
+    student = torch.zeros(2, 3, 2)
+    student[0, 0] = torch.tensor([1.0, 1.0])  # squared errors 1 + 1
+    student[0, 1] = torch.tensor([2.0, 0.0])  # 4 + 0
+    student[1, 0] = torch.tensor([0.0, 3.0])  # 0 + 9
+    # (2 + 4 + 9) / (3 real tokens * 2 hidden) = 2.5
+    clean = pc_lora.feature_kd_loss([student], [teacher], mask)
+    assert clean.item() == pytest.approx(2.5)
+    garbage = student.clone()
+    garbage[0, 2] = 1e6
+    garbage[1, 1:] = float("nan")
+    assert torch.equal(pc_lora.feature_kd_loss([garbage], [teacher], mask), clean)
+    # without the mask the padding counts: (15 + 2 * 1e12 + nan) / 12 is nan, not 2.5
+    assert not torch.isfinite(pc_lora.feature_kd_loss([garbage], [teacher]))
+    # and loss() passes the mask through
+    task = torch.tensor(2.0)
+    got = pc_lora.loss(task, [garbage], [teacher], 0.5, mask)
+    assert got.item() == pytest.approx(0.5 * 2.0 + 0.5 * 2.5)
+
+
+def test_feature_kd_loss_with_all_ones_mask_is_the_plain_mse() -> None:
+    g = torch.Generator().manual_seed(0)
+    student = [torch.randn(2, 5, 4, generator=g) for _ in range(2)]
+    teacher = [torch.randn(2, 5, 4, generator=g) for _ in range(2)]
+    ones = torch.ones(2, 5, dtype=torch.long)
+    plain = pc_lora.feature_kd_loss(student, teacher)
+    torch.testing.assert_close(pc_lora.feature_kd_loss(student, teacher, ones), plain)
+    want = sum(((s - t) ** 2).mean() for s, t in zip(student, teacher, strict=True)) / 2
+    torch.testing.assert_close(plain, want)
+
+
+def test_feature_kd_loss_mask_gradient_and_refusals() -> None:
+    s = torch.ones(1, 2, 3, requires_grad=True)
+    pc_lora.feature_kd_loss([s], [torch.zeros(1, 2, 3)], torch.tensor([[1, 0]])).backward()
+    # d/ds mean((s - 0)^2) over the 3 real values = 2 s / 3; padding gets no gradient
+    torch.testing.assert_close(s.grad, torch.tensor([[[2 / 3] * 3, [0.0] * 3]]))
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 3\)"):
+        pc_lora.feature_kd_loss([s], [s], torch.ones(1, 3))
+    with pytest.raises(ValueError, match="every position as padding"):
+        pc_lora.feature_kd_loss([s], [s], torch.zeros(1, 2))
+
+
+def test_masked_feature_kd_on_a_padded_bert_batch_ignores_the_padding() -> None:
+    # The real use: a tiny BERT whose second example is padded. Changing the padding token ids
+    # changes the hidden states at the padded positions but not the masked KD loss.
+    model = tiny_bert()
+    pc_lora.attach(model, RANK)
+    randomize_adapters(model)
+    pc_lora.set_lambda(model, 0.5)
+    model.eval()
+    batch = text_batch()
+    batch["attention_mask"][1, 6:] = 0
+    other = {**batch, "input_ids": batch["input_ids"].clone()}
+    other["input_ids"][1, 6:] = (other["input_ids"][1, 6:] + 7) % 100
+    losses = []
+    for inputs in (batch, other):
+        with torch.no_grad():
+            teacher = pc_lora.teacher_forward(model, **inputs).hidden_states[1:]
+            student = model(**inputs, output_hidden_states=True).hidden_states[1:]
+        losses.append(
+            (
+                pc_lora.feature_kd_loss(student, teacher, inputs["attention_mask"]),
+                pc_lora.feature_kd_loss(student, teacher),
+            )
+        )
+    (masked_a, plain_a), (masked_b, plain_b) = losses
+    torch.testing.assert_close(masked_a, masked_b, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(plain_a, plain_b, rtol=1e-5, atol=1e-7)
+
+
+def test_logit_kd_hand_values() -> None:
+    hidden_s = [torch.ones(1, 2, 2)]
+    hidden_t = [torch.zeros(1, 2, 2)]  # feature KD = 1
+    task = torch.tensor(2.0)
+    # one example, two classes; T = 2: z_s / T = [0, 0], z_t / T = [ln 3, 0] -> p_t = [3/4, 1/4]
+    z_s = torch.tensor([[0.0, 0.0]])
+    z_t = torch.tensor([[2 * math.log(3.0), 0.0]])
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)  # KL(p_t || [1/2, 1/2])
+    logit_kd = 4 * kl  # T^2 = 4
+    got = pc_lora.loss(
+        task, hidden_s, hidden_t, 0.25, student_logits=z_s, teacher_logits=z_t, logit_kd_weight=0.5
+    )
+    assert got.item() == pytest.approx(0.25 * 2.0 + 0.25 * 1.0 + 0.5 * logit_kd)
+    # T = 1: z_t = [2 ln 3, 0] -> p_t = [9/10, 1/10]; no feature KD, so the hidden states may be empty
+    kl1 = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
+    got = pc_lora.loss(
+        task, [], [], 0.0, student_logits=z_s, teacher_logits=z_t, logit_kd_weight=1.0, temperature=1.0
+    )
+    assert got.item() == pytest.approx(kl1)
+    # logit_kd_weight 0 (the default) ignores the logits: the paper's loss
+    assert pc_lora.loss(task, hidden_s, hidden_t, 0.25).item() == pytest.approx(0.75 * 2.0 + 0.25)
+    assert pc_lora.loss(task, [], [], 0.0, student_logits=z_s, teacher_logits=z_t) is task
+
+
+def test_logit_kd_regression_is_mse_without_temperature() -> None:
+    task = torch.tensor(1.0)
+    z_s = torch.tensor([[1.0], [3.0]])
+    z_t = torch.tensor([[0.0], [1.0]])
+    mse = (1.0 + 4.0) / 2
+    for temperature in (1.0, 2.0, 5.0):  # no T^2 on the MSE: T changes nothing
+        got = pc_lora.loss(
+            task,
+            [],
+            [],
+            0.0,
+            student_logits=z_s,
+            teacher_logits=z_t,
+            logit_kd_weight=0.4,
+            temperature=temperature,
+            regression=True,
+        )
+        assert got.item() == pytest.approx(0.6 * 1.0 + 0.4 * mse)
+
+
+def test_logit_kd_sends_no_gradient_to_the_teacher() -> None:
+    z_s = torch.tensor([[1.0, -1.0]], requires_grad=True)  # not [0.5, -0.5]: same softmax as z_t
+    z_t = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    pc_lora.loss(
+        torch.tensor(0.0), [], [], 0.0, student_logits=z_s, teacher_logits=z_t, logit_kd_weight=1.0
+    ).backward()
+    assert z_s.grad is not None and z_s.grad.abs().sum() > 0 and z_t.grad is None
+
+
+def test_loss_refuses_kd_weights_summing_above_one_and_missing_logits() -> None:
+    task, h = torch.tensor(1.0), [torch.zeros(1, 2, 2)]
+    z = torch.zeros(1, 2)
+    with pytest.raises(ValueError, match=r"method.kd_weight \+ method.logit_kd_weight = 0.6 \+ 0.5"):
+        pc_lora.loss(task, h, h, 0.6, student_logits=z, teacher_logits=z, logit_kd_weight=0.5)
+    with pytest.raises(ValueError, match="method.logit_kd_weight=-0.1"):
+        pc_lora.loss(task, h, h, 0.5, logit_kd_weight=-0.1)
+    with pytest.raises(ValueError, match="needs student_logits and teacher_logits"):
+        pc_lora.loss(task, h, h, 0.5, student_logits=z, logit_kd_weight=0.5)
+    with pytest.raises(ValueError, match="method.temperature"):
+        pc_lora.loss(task, h, h, 0.5, student_logits=z, teacher_logits=z, logit_kd_weight=0.5, temperature=0)
+    # the weights may add up to exactly 1: no task loss left
+    got = pc_lora.loss(task, h, h, 0.7, student_logits=z, teacher_logits=z, logit_kd_weight=0.3)
+    assert got.item() == 0.0
 
 
 # --- compression, saving, loading ------------------------------------------------------------

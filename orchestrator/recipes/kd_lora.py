@@ -1,0 +1,144 @@
+"""KD-LoRA (Azimi et al., arXiv 2410.20777): a smaller LoRA student distilled from a fine-tuned teacher.
+
+The teacher (`model`, or `method.teacher`) is fully fine-tuned once per task on the driver and
+cached with its logits for every training example (orchestrator/run.py `ensure_teacher`). The
+student is, as in the paper, a separately pre-trained smaller model (`method.student`, e.g.
+MiniLM-L3 for an L6 teacher) or the *pre-trained* model cut to `method.student_layers` evenly spaced
+layers (DistilBERT's initialisation). Cutting the already fine-tuned teacher is another method and
+is asked for by name: `method.student_init: finetuned_teacher`.
+
+With `train.augment` on, cached logits would describe a different crop than the student sees, so
+the teacher then runs on the student's own augmented batch instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.recipes.base import Recipe, StepInputs, present_settings, short_number
+from orchestrator.recipes.lora import lora_rank_problems
+from orchestrator.records import TrialFiles
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from orchestrator.config import Config
+    from orchestrator.tasks import TaskSpec
+
+STUDENT_INITS = ("pretrained", "finetuned_teacher")
+
+
+@dataclass
+class KDTeacher:
+    """The teacher's side of the loss: cached logits by example index, or a live model (augmentation)."""
+
+    logits: Any = None   # methods.kd_lora.TeacherLogits
+    model: Any = None    # a frozen nn.Module
+
+
+class KDLoRA(Recipe):
+    name = "kd_lora"
+    display_name = "KD-LoRA"
+    keys = ("method.rank", "method.alpha", "method.kd_weight", "method.temperature", "method.teacher",
+            "method.student", "method.student_layers", "method.student_init", "method.teacher_epochs",
+            "method.teacher_lr")
+    defaults = {"train.lr": 5.0e-4}
+    lr_range = (2.0e-4, 3.0e-3)
+
+    def config_problems(self, cfg: Config) -> list[str]:
+        m = cfg.method
+        p = []
+        if m.student_init not in STUDENT_INITS:
+            p.append(f"method.student_init: unknown initialisation {m.student_init!r}; choose one of "
+                     f"{', '.join(STUDENT_INITS)}")
+        if m.student and m.student_init != "pretrained":
+            p.append("method.student_init: finetuned_teacher cuts the fine-tuned teacher; it cannot be combined "
+                     "with method.student (another checkpoint)")
+        return p
+
+    def needs_teacher(self, cfg: Config) -> bool:
+        return True
+
+    def model_references(self, cfg: Config) -> list[str]:
+        # A cut student shares the teacher's layer widths, so the teacher's architecture is checked.
+        return [cfg.method.student or cfg.method.teacher or cfg.model]
+
+    def rank_problems(self, cfg: Config, model: nn.Module, rank: int) -> list[str]:
+        return lora_rank_problems(cfg, model, rank)
+
+    def data_reference(self, cfg: Config) -> str:
+        return cfg.method.student or cfg.method.teacher or cfg.model
+
+    def build_model(self, cfg: Config, task: TaskSpec, teacher_dir: str | None) -> nn.Module:
+        from methods import baselines, kd_lora
+        from orchestrator.tasks import load_model
+
+        m = cfg.method
+        if m.student:
+            student = load_model(m.student, task, trust_remote_code=cfg.trust_remote_code)
+        else:
+            source = (str(Path(teacher_dir) / TrialFiles.MODEL) if m.student_init == "finetuned_teacher"
+                      else m.teacher or cfg.model)
+            full = load_model(source, task, trust_remote_code=cfg.trust_remote_code)
+            student = kd_lora.cut_layers(full, m.student_layers or max(1, full.config.num_hidden_layers // 2))
+        return baselines.attach_lora(student, m.rank, alpha=m.alpha, targets=m.target_modules)
+
+    def prepare(self, cfg: Config, task: TaskSpec, device: torch.device, teacher_dir: str | None,
+                train_size: int) -> KDTeacher:
+        from methods import kd_lora
+
+        if cfg.train.augment:
+            from orchestrator.tasks import load_model
+
+            model = load_model(str(Path(teacher_dir) / TrialFiles.MODEL), task,
+                               trust_remote_code=cfg.trust_remote_code).to(device).eval()
+            model.requires_grad_(False)
+            return KDTeacher(model=model)
+        logits = kd_lora.TeacherLogits.load(Path(teacher_dir) / TrialFiles.TEACHER_LOGITS).to(device)
+        if len(logits) != train_size:
+            raise RuntimeError(f"teacher logits cover {len(logits)} examples, the training set has "
+                               f"{train_size}; delete {teacher_dir} to recompute them")
+        return KDTeacher(logits=logits)
+
+    def loss(self, s: StepInputs) -> torch.Tensor:
+        import torch
+
+        from methods import kd_lora
+
+        m = s.cfg.method
+        idx = s.batch.pop("idx")
+        labels = s.batch.pop("labels")
+        if s.aux.model is not None:
+            with torch.no_grad():
+                teacher = s.aux.model(**s.batch).logits
+        else:
+            teacher = s.aux.logits.lookup(idx)
+        logits = s.model(**s.batch).logits
+        return kd_lora.kd_loss(logits, teacher, labels, kd_weight=m.kd_weight, temperature=m.temperature,
+                               regression=s.regression)
+
+    def deployable(self, cfg: Config, raw_model: nn.Module) -> nn.Module:
+        from methods import baselines
+
+        return baselines.merge_lora(raw_model)
+
+    def label(self, row: Mapping[str, Any]) -> str:
+        present = present_settings(row)
+        parts = self.rank_part(present)
+        if "method.student" in present:
+            parts.append(f"student={Path(str(present['method.student'])).name}")
+        elif "method.student_layers" in present:
+            cut = "fine-tuned teacher" if present.get("method.student_init") == "finetuned_teacher" else "layers"
+            parts.append(f"student={short_number(present['method.student_layers'])} {cut}")
+        if "method.kd_weight" in present:
+            parts.append(f"kd={short_number(present['method.kd_weight'])}")
+        if "method.temperature" in present:
+            parts.append(f"T={short_number(present['method.temperature'])}")
+        return ", ".join(parts) or "–"
+
+
+RECIPE = KDLoRA()

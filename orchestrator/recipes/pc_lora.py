@@ -1,0 +1,141 @@
+"""PC-LoRA (Hwang et al., arXiv 2406.09117): low-rank adapters that take over from the frozen weights.
+
+Every target linear computes λ(n)·(W x + b) + B(A x) + C; λ decays to 0 by `decay_end` of training
+and W, b are deleted at the end (methods/pc_lora.py). The loss mixes the task loss with feature KD
+from a teacher: the pre-trained model itself at λ = 1 (the paper's), or the task's fine-tuned teacher
+(`method.kd_teacher: finetuned`, the same cached FFT run KD-LoRA uses), which also allows logit KD
+(`method.logit_kd_weight`) beside the feature term.
+
+Why the adapters need a higher learning rate than LoRA: B and C start at zero and must learn to
+replace W x + b entirely before λ reaches 0, not only to nudge it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.recipes.base import Recipe, StepInputs, present_settings, short_number
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from orchestrator.config import Config
+    from orchestrator.tasks import TaskSpec
+
+KD_TEACHERS = ("pretrained", "finetuned")
+
+
+class PCLoRA(Recipe):
+    name = "pc_lora"
+    display_name = "PC-LoRA"
+    keys = ("method.rank", "method.alpha", "method.decay_schedule", "method.decay_end", "method.kd_weight",
+            "method.teacher", "method.kd_teacher", "method.logit_kd_weight", "method.temperature",
+            "method.teacher_epochs", "method.teacher_lr")
+    defaults = {"train.lr": 2.0e-3}
+    lr_range = (5.0e-4, 5.0e-3)
+
+    def config_problems(self, cfg: Config) -> list[str]:
+        m = cfg.method
+        p = []
+        if m.kd_teacher not in KD_TEACHERS:
+            p.append(f"method.kd_teacher: unknown teacher {m.kd_teacher!r}; choose one of {', '.join(KD_TEACHERS)}")
+        if not 0.0 <= m.logit_kd_weight <= 1.0 or m.kd_weight + m.logit_kd_weight > 1.0:
+            p.append(f"method.logit_kd_weight: must lie in [0, 1 − method.kd_weight], got {m.logit_kd_weight} "
+                     f"with kd_weight {m.kd_weight}")
+        if m.logit_kd_weight > 0 and m.kd_teacher == "pretrained" and not m.teacher:
+            p.append("method.logit_kd_weight: logit KD needs a fine-tuned teacher (the pre-trained model's head "
+                     "is untrained); set method.kd_teacher: finetuned or name one with method.teacher")
+        return p
+
+    def _uses_teacher(self, cfg: Config) -> bool:
+        return cfg.method.kd_weight > 0 or cfg.method.logit_kd_weight > 0
+
+    def needs_teacher(self, cfg: Config) -> bool:
+        return self._uses_teacher(cfg) and cfg.method.kd_teacher == "finetuned" and not cfg.method.teacher
+
+    def rank_problems(self, cfg: Config, model: nn.Module, rank: int) -> list[str]:
+        from methods import pc_lora
+
+        return list(pc_lora.rank_errors(model, rank, target_patterns=cfg.method.target_modules))
+
+    def build_model(self, cfg: Config, task: TaskSpec, teacher_dir: str | None) -> nn.Module:
+        from methods import pc_lora
+        from orchestrator.tasks import load_model
+
+        model = load_model(cfg.model, task, trust_remote_code=cfg.trust_remote_code)
+        pc_lora.attach(model, cfg.method.rank, alpha=cfg.method.alpha, target_patterns=cfg.method.target_modules)
+        return model
+
+    def prepare(self, cfg: Config, task: TaskSpec, device: torch.device, teacher_dir: str | None,
+                train_size: int) -> nn.Module | None:
+        """A separate frozen teacher (fine-tuned); None = the model itself at λ = 1, adapters off."""
+        if not self._uses_teacher(cfg):
+            return None
+        ref = cfg.method.teacher or (str(Path(teacher_dir) / "model") if self.needs_teacher(cfg) else None)
+        if ref is None:
+            return None
+        from orchestrator.tasks import load_model
+
+        teacher = load_model(ref, task, trust_remote_code=cfg.trust_remote_code).to(device).eval()
+        teacher.requires_grad_(False)
+        return teacher
+
+    def before_step(self, cfg: Config, raw_model: nn.Module, step: int, total_steps: int) -> dict[str, float]:
+        from methods import pc_lora
+
+        lam = pc_lora.decay_factor(step, total_steps, cfg.method.decay_schedule, cfg.method.decay_end)
+        pc_lora.set_lambda(raw_model, lam)
+        return {"lambda": lam}
+
+    def loss(self, s: StepInputs) -> torch.Tensor:
+        import torch
+
+        from methods import pc_lora
+
+        m = s.cfg.method
+        s.batch.pop("idx")
+        if not self._uses_teacher(s.cfg):
+            return s.model(**s.batch).loss
+        out = s.model(**s.batch, output_hidden_states=True)
+        inputs = {k: v for k, v in s.batch.items() if k != "labels"}
+        if s.aux is not None:
+            with torch.no_grad():
+                teacher_out = s.aux(**inputs, output_hidden_states=True)
+        else:
+            teacher_out = pc_lora.teacher_forward(s.raw_model, **inputs)
+        # Logit KD only from a separate fine-tuned teacher: the model's own λ = 1 pass goes through the
+        # head being trained, whose logits teach nothing.
+        logit_kd_weight = m.logit_kd_weight if s.aux is not None else 0.0
+        return pc_lora.loss(out.loss, out.hidden_states[1:], teacher_out.hidden_states[1:], m.kd_weight,
+                            attention_mask=inputs.get("attention_mask"), student_logits=out.logits,
+                            teacher_logits=teacher_out.logits, logit_kd_weight=logit_kd_weight,
+                            temperature=m.temperature, regression=s.regression)
+
+    def deployable(self, cfg: Config, raw_model: nn.Module) -> nn.Module:
+        from methods import pc_lora
+
+        return pc_lora.compress(raw_model)
+
+    def save(self, model: nn.Module, path: Path) -> None:
+        from methods import pc_lora
+
+        pc_lora.save_compressed(model, path)
+
+    def label(self, row: Mapping[str, Any]) -> str:
+        present = present_settings(row)
+        parts = self.rank_part(present)
+        if "method.decay_schedule" in present:
+            parts.append(f"{present['method.decay_schedule']} to {short_number(present.get('method.decay_end', '?'))}")
+        if "method.kd_weight" in present:
+            parts.append(f"kd={short_number(present['method.kd_weight'])}")
+        if present.get("method.kd_teacher") == "finetuned":
+            parts.append("ft teacher")
+        if short_number(present.get("method.logit_kd_weight", 0)) not in ("0", "?"):
+            parts.append(f"logit kd={short_number(present['method.logit_kd_weight'])}")
+        return ", ".join(parts) or "–"
+
+
+RECIPE = PCLoRA()

@@ -1,0 +1,212 @@
+"""The per-method recipes: one place per method, per-method defaults, the paper's KD-LoRA student,
+the teacher on the student's own augmented view, divergence as a result, and per-method search ranges."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from orchestrator import recipes
+from orchestrator.config import ConfigError, load_config, with_method_defaults, with_values
+from orchestrator.recipes.kd_lora import KDTeacher
+from orchestrator.search import grid_points, sample_point
+from orchestrator.tasks import get_task
+from tests.conftest import REPO
+
+BASE = {"name": "t", "task": "glue/stsb", "model": "bert-base-uncased"}
+
+
+def tiny_bert_dir(path: Path, *, layers: int = 4, seed: int = 0, num_labels: int = 1) -> Path:
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=num_labels)
+    BertForSequenceClassification(config).save_pretrained(path)
+    return path
+
+
+def test_no_module_outside_the_recipes_compares_a_method_name() -> None:
+    """A method is known by name only in orchestrator/recipes/ (the teacher is 'the FFT recipe', by constant)."""
+    pattern = re.compile(r"""(==|!=|\bin)\s*\(?["'](pc_lora|kd_lora|lora|fft)["']|["'](pc_lora|kd_lora|lora|fft)["']\s*(==|!=)""")
+    offenders = []
+    for path in (REPO / "orchestrator").rglob("*.py"):
+        if "recipes" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_every_recipe_declares_what_the_sweep_and_reports_need() -> None:
+    assert recipes.METHODS == ("fft", "lora", "pc_lora", "kd_lora")
+    assert recipes.BASELINES == ("fft", "lora")
+    for recipe in recipes.RECIPES.values():
+        low, high = recipe.lr_range
+        assert 0 < low < high and low <= recipe.defaults["train.lr"] <= high
+        assert all(k.startswith("method.") for k in recipe.keys)
+    owners = recipes.method_specific_keys()
+    assert owners["method.decay_schedule"] == ("pc_lora",)
+    assert owners["method.student_init"] == ("kd_lora",)
+    assert set(owners["method.rank"]) == {"lora", "pc_lora", "kd_lora"}
+
+
+def test_learning_rate_null_means_the_methods_own_and_an_explicit_one_wins() -> None:
+    cfg = load_config(None, base=BASE)
+    assert cfg.train.lr is None
+    lrs = {m: with_method_defaults(with_values(cfg, {"method.name": m})).train.lr for m in recipes.METHODS}
+    assert lrs == {m: r.defaults["train.lr"] for m, r in recipes.RECIPES.items()}
+    assert lrs["fft"] < lrs["lora"] < lrs["pc_lora"]  # FFT 10x below adapters, PC-LoRA hotter still
+    explicit = load_config(None, ["train.lr=3e-4"], base=BASE)
+    assert with_method_defaults(explicit).train.lr == 3e-4
+
+
+def test_with_values_refuses_a_value_of_the_wrong_type() -> None:
+    with pytest.raises(ConfigError, match="method.rank: expected an integer"):
+        with_values(load_config(None, base=BASE), {"method.rank": "eight"})
+
+
+def per_method_space(sampler: str = "grid") -> dict:
+    return {**BASE, "search": {"sampler": sampler}, "space": {
+        "method.name": {"grid": ["fft", "pc_lora"]},
+        "train.lr": {"per_method": {"fft": {"grid": [5e-5, 1e-4]}, "pc_lora": {"grid": [2e-3]}}},
+        "method.decay_end": {"grid": [0.5, 0.8]}}}
+
+
+def test_a_per_method_dimension_expands_per_method_in_a_grid() -> None:
+    points = grid_points(load_config(None, base=per_method_space()))
+    assert points == [{"method.name": "fft", "train.lr": 5e-5}, {"method.name": "fft", "train.lr": 1e-4},
+                      {"method.name": "pc_lora", "train.lr": 2e-3, "method.decay_end": 0.5},
+                      {"method.name": "pc_lora", "train.lr": 2e-3, "method.decay_end": 0.8}]
+
+
+def test_optuna_draws_a_per_method_range_under_a_per_method_name() -> None:
+    import optuna
+
+    raw = per_method_space("tpe")
+    raw["space"] = {"method.name": {"choice": ["fft", "pc_lora"]},
+                    "train.lr": {"per_method": {"fft": {"loguniform": [2e-5, 1e-4]},
+                                                "pc_lora": {"loguniform": [1e-3, 5e-3]}}}}
+    cfg = load_config(None, base=raw)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {}
+    for _ in range(20):
+        trial = study.ask()
+        point = sample_point(trial, cfg)
+        seen.setdefault(point["method.name"], []).append(point["train.lr"])
+        assert f"train.lr[{point['method.name']}]" in trial.params
+        study.tell(trial, 0.0)
+    assert all(2e-5 <= v <= 1e-4 for v in seen["fft"]) and all(1e-3 <= v <= 5e-3 for v in seen["pc_lora"])
+
+
+@pytest.mark.parametrize(("space", "expected"), [
+    ({"train.lr": {"per_method": {"nope": {"grid": [1e-4]}}}}, "space.train.lr.per_method: unknown method 'nope'"),
+    ({"train.lr": {"per_method": {"fft": {"loguniform": [1e-3, 1e-5]}}}}, "space.train.lr.per_method.fft.loguniform"),
+    ({"train.lr": {"per_method": {"fft": {"grid": [-1.0]}}}}, "space.train.lr.per_method.fft: value -1.0"),
+    ({"train.lr": {"per_method": []}}, "space.train.lr.per_method: give a mapping"),
+])
+def test_a_bad_per_method_dimension_names_the_key(space: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, base={**BASE, "space": space})
+    assert expected in str(info.value)
+
+
+def test_pc_lora_logit_kd_needs_a_fine_tuned_teacher() -> None:
+    with pytest.raises(ConfigError, match="method.logit_kd_weight: logit KD needs a fine-tuned teacher"):
+        load_config(None, ["method.name=pc_lora", "method.logit_kd_weight=0.3"], base=BASE)
+    cfg = load_config(None, ["method.name=pc_lora", "method.logit_kd_weight=0.3", "method.kd_teacher=finetuned"],
+                      base=BASE)
+    assert recipes.get_recipe("pc_lora").needs_teacher(cfg)
+    assert not recipes.get_recipe("pc_lora").needs_teacher(with_values(cfg, {"method.kd_teacher": "pretrained",
+                                                                              "method.logit_kd_weight": 0.0}))
+
+
+def test_kd_lora_student_is_the_pretrained_model_cut_unless_the_teacher_cut_is_asked_for(tmp_path: Path) -> None:
+    pretrained = tiny_bert_dir(tmp_path / "pretrained", seed=0)
+    teacher_dir = tmp_path / "teacher"
+    tiny_bert_dir(teacher_dir / "model", seed=1)  # stands for the fine-tuned teacher: other weights
+    recipe, task = recipes.get_recipe("kd_lora"), get_task("glue/stsb")
+    cfg = with_values(load_config(None, base={**BASE, "model": str(pretrained)}),
+                      {"method.name": "kd_lora", "method.student_layers": 2, "method.rank": 2})
+
+    def first_query(model: torch.nn.Module) -> torch.Tensor:
+        return next(p for n, p in model.named_parameters() if "layer.0.attention.self.query.base_layer.weight" in n)
+
+    reference = BertForSequenceClassification.from_pretrained(pretrained).bert.encoder.layer[0]
+    fine_tuned = BertForSequenceClassification.from_pretrained(teacher_dir / "model").bert.encoder.layer[0]
+    student = recipe.build_model(cfg, task, str(teacher_dir))
+    assert student.base_model.model.config.num_hidden_layers == 2
+    assert torch.equal(first_query(student), reference.attention.self.query.weight)
+    cut_teacher = recipe.build_model(with_values(cfg, {"method.student_init": "finetuned_teacher"}), task,
+                                     str(teacher_dir))
+    assert torch.equal(first_query(cut_teacher), fine_tuned.attention.self.query.weight)
+    assert "fine-tuned teacher" in recipe.label({"method.name": "kd_lora", "method.student_layers": 2,
+                                                 "method.student_init": "finetuned_teacher"})
+
+
+def test_kd_lora_with_augmentation_distils_from_the_teacher_on_the_same_batch(tmp_path: Path) -> None:
+    """Cached logits describe one crop; with augmentation the teacher must see the student's own batch."""
+    from orchestrator.recipes.base import StepInputs
+
+    teacher_dir = tmp_path / "teacher"
+    tiny_bert_dir(teacher_dir / "model", seed=1)
+    recipe, task = recipes.get_recipe("kd_lora"), get_task("glue/stsb")
+    cfg = with_values(load_config(None, base=BASE), {"method.name": "kd_lora", "train.augment": True,
+                                                     "method.kd_weight": 1.0})
+    aux = recipe.prepare(cfg, task, torch.device("cpu"), str(teacher_dir), train_size=4)
+    assert isinstance(aux, KDTeacher) and aux.logits is None and aux.model is not None
+    student = BertForSequenceClassification.from_pretrained(teacher_dir / "model")
+    batch = {"input_ids": torch.randint(0, 100, (4, 8)), "attention_mask": torch.ones(4, 8, dtype=torch.long),
+             "labels": torch.rand(4), "idx": torch.arange(4)}
+    loss = recipe.loss(StepInputs(cfg, student, student, dict(batch), aux, regression=True))
+    assert loss.item() == pytest.approx(0.0, abs=1e-10)  # same weights, same batch: nothing to distil
+    shuffled = {**batch, "input_ids": batch["input_ids"].flip(0)}
+    other = recipe.loss(StepInputs(cfg, student, BertForSequenceClassification.from_pretrained(teacher_dir / "model"),
+                                   dict(shuffled), aux, regression=True))
+    assert other.item() == pytest.approx(0.0, abs=1e-10)  # the teacher follows the batch, not an index
+
+
+def test_a_non_finite_step_is_reported_and_leaves_the_weights_alone(tmp_path: Path) -> None:
+    from orchestrator.loop import StepState, make_optimizer, train_step
+
+    path = tiny_bert_dir(tmp_path / "m")
+    cfg = with_method_defaults(with_values(load_config(None, base={**BASE, "model": str(path)}),
+                                           {"method.name": "fft"}))
+    model = BertForSequenceClassification.from_pretrained(path)
+    optimizer, scheduler, trainable = make_optimizer(cfg, model, total_steps=4)
+    state = StepState(cfg, recipes.get_recipe("fft"), model, model, None, optimizer, scheduler, trainable,
+                      torch.device("cpu"), False, 1, True)
+    batch = {"input_ids": torch.randint(0, 100, (2, 8)), "attention_mask": torch.ones(2, 8, dtype=torch.long),
+             "labels": torch.tensor([float("nan"), 1.0]), "idx": torch.arange(2)}
+    before = [p.detach().clone() for p in trainable]
+    value, finite = train_step(state, dict(batch))
+    assert not finite and math.isnan(value)
+    assert all(torch.equal(a, b) for a, b in zip(before, trainable, strict=True))
+    good = {**batch, "labels": torch.tensor([0.5, 1.0])}
+    value, finite = train_step(state, dict(good))
+    assert finite and math.isfinite(value)
+    assert not all(torch.equal(a, b) for a, b in zip(before, trainable, strict=True))
+
+
+def test_metrics_json_is_strict_json_and_a_diverged_run_has_no_metric(tmp_path: Path) -> None:
+    import json
+
+    from orchestrator.records import RunMetrics
+
+    raw = {"task": "glue/stsb", "method": "pc_lora", "metric_name": "pearson_spearman", "metric": None,
+           "params": 1, "params_no_embeddings": 1, "base_params": 2, "base_params_no_embeddings": 2, "flops": 1,
+           "base_flops": 2, "trainable_params": 1, "train_seconds": 1.0, "world_size": 1, "epoch": 1, "step": 3,
+           "loss": float("nan"), "full_budget": False, "stopped_early": False, "diverged": True,
+           "lambda": 0.5, "pearson": float("nan"), "worker_start_unix": 1.0}
+    RunMetrics.from_json(raw, ("pearson",)).write(tmp_path)
+    text = (tmp_path / "metrics.json").read_text()
+    assert "NaN" not in text
+    back = json.loads(text)
+    assert back["metric"] is None and back["loss"] is None and back["diverged"] is True
+    assert back["lambda"] == 0.5 and back["worker_start_unix"] == 1.0 and back["pearson"] is None
+    with pytest.raises(TypeError):  # a record without its sizes is refused where it is written
+        RunMetrics.from_json({k: v for k, v in raw.items() if k != "params"}, ())
