@@ -268,7 +268,7 @@ def test_hub_path_uses_the_hub_layout_through_one_function(monkeypatch):
         calls.append((hub_id, hub_config, split))
         return rows[(hub_id, hub_config)]
 
-    monkeypatch.setattr(T, "_load_from_hub", fake_hub)
+    monkeypatch.setattr(T.loading, "_load_from_hub", fake_hub)
     mnli = T.load_split(T.get_task("glue/mnli"), "validation_mismatched", None)
     assert mnli.to_dict() == {"premise": ["p0", "p1"], "hypothesis": ["h0", "h1"], "label": [2, 0]}
     stsb = T.load_split(T.get_task("glue/stsb"), "test", None)
@@ -283,10 +283,10 @@ def test_hub_failures_become_data_errors_with_the_fix(monkeypatch):
     def offline(hub_id, hub_config, split):
         raise ConnectionError("no route to huggingface.co")
 
-    monkeypatch.setattr(T, "_load_from_hub", offline)
+    monkeypatch.setattr(T.loading, "_load_from_hub", offline)
     with pytest.raises(T.DataError, match=r"from the hub \(nyu-mll/glue, sst2\).*no route.*set data_dir"):
         T.load_split(T.get_task("glue/sst2"), "train", None)
-    monkeypatch.setattr(T, "_load_from_hub", lambda *a: datasets.Dataset.from_dict({"sentence": ["x"], "label": [7]}))
+    monkeypatch.setattr(T.loading, "_load_from_hub", lambda *a: datasets.Dataset.from_dict({"sentence": ["x"], "label": [7]}))
     with pytest.raises(T.DataError, match=r"nyu-mll/glue \(train\): row 0: label 7 is outside"):
         T.load_split(T.get_task("glue/sst2"), "train", None)
 
@@ -294,7 +294,7 @@ def test_hub_failures_become_data_errors_with_the_fix(monkeypatch):
 def test_build_dataset_from_the_hub(monkeypatch, shared_models):
     hub = datasets.Dataset.from_dict({"sentence": [f"sentence number {i}" for i in range(10)],
                                       "label": [i % 2 for i in range(10)], "idx": list(range(10))})
-    monkeypatch.setattr(T, "_load_from_hub", lambda hub_id, cfg, split: hub)
+    monkeypatch.setattr(T.loading, "_load_from_hub", lambda hub_id, cfg, split: hub)
     ds, collate = T.build_dataset(T.get_task("glue/sst2"), "train", model_name_or_path=str(MINILM), data_dir=None,
                                   max_length=16, max_examples=4, seed=0, train=True)
     batch = collate([ds[i] for i in range(len(ds))])
@@ -411,7 +411,7 @@ def test_glue_score_averages_primary_metrics_like_the_leaderboard():
 def test_build_dataset_text_indices_padding_and_disk_cache(shared_data, shared_models, tmp_path, monkeypatch):
     calls = []
     real_tokenize = T._tokenize
-    monkeypatch.setattr(T, "_tokenize", lambda *a, **k: calls.append(1) or real_tokenize(*a, **k))
+    monkeypatch.setattr(T.cache, "_tokenize", lambda *a, **k: calls.append(1) or real_tokenize(*a, **k))
     task = T.get_task("glue/sst2")
     args = dict(model_name_or_path=str(MINILM), data_dir=shared_data, max_length=16, max_examples=40, seed=0,
                 train=True, cache_dir=tmp_path)
@@ -448,7 +448,7 @@ def test_build_dataset_text_indices_padding_and_disk_cache(shared_data, shared_m
 def test_build_dataset_without_cache_dir_memoises_in_process(shared_data, shared_models, monkeypatch):
     calls = []
     real_tokenize = T._tokenize
-    monkeypatch.setattr(T, "_tokenize", lambda *a, **k: calls.append(1) or real_tokenize(*a, **k))
+    monkeypatch.setattr(T.cache, "_tokenize", lambda *a, **k: calls.append(1) or real_tokenize(*a, **k))
     args = dict(model_name_or_path=str(MINILM), data_dir=shared_data, max_length=32, max_examples=12, seed=1,
                 train=False)
     first, _ = T.build_dataset(T.get_task("glue/stsb"), "validation", **args)
@@ -559,7 +559,7 @@ def test_describe_text_uses_orch_data_dir(shared_data, capsys, monkeypatch):
 def test_describe_from_the_hub_with_a_monkeypatched_loader(monkeypatch, capsys):
     monkeypatch.delenv("ORCH_DATA_DIR", raising=False)
     sizes = {"train": 5, "validation": 3, "test": 2}
-    monkeypatch.setattr(T, "_load_from_hub", lambda hub_id, cfg, split: datasets.Dataset.from_dict(
+    monkeypatch.setattr(T.loading, "_load_from_hub", lambda hub_id, cfg, split: datasets.Dataset.from_dict(
         {"sentence1": ["a"] * sizes[split], "sentence2": ["b"] * sizes[split],
          "label": [-1.0 if split == "test" else 2.5] * sizes[split]}))
     assert T.main(["describe", "glue/stsb", "--json"]) == 0
