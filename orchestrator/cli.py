@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from orchestrator.config import Config, ConfigError, load_config
 from orchestrator.redact import redact
+from orchestrator.tasks import DataError  # the registry alone: no torch
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -37,12 +38,10 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
-    except Exception as exc:
-        tasks = sys.modules.get("orchestrator.tasks")  # not imported here: it pulls in torch
-        if tasks is not None and isinstance(exc, tasks.DataError):
-            print(redact(f"error: {exc}"), file=sys.stderr)
-            code = 2
-        else:
-            print(redact(traceback.format_exc()), end="", file=sys.stderr)
-            code = 1
+    except DataError as exc:
+        print(redact(f"error: {exc}"), file=sys.stderr)
+        code = 2
+    except Exception:
+        print(redact(traceback.format_exc()), end="", file=sys.stderr)
+        code = 1
     sys.exit(code)

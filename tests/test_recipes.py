@@ -210,3 +210,35 @@ def test_metrics_json_is_strict_json_and_a_diverged_run_has_no_metric(tmp_path: 
     assert back["lambda"] == 0.5 and back["worker_start_unix"] == 1.0 and back["pearson"] is None
     with pytest.raises(TypeError):  # a record without its sizes is refused where it is written
         RunMetrics.from_json({k: v for k, v in raw.items() if k != "params"}, ())
+
+
+def test_pc_lora_with_the_fine_tuned_teacher_adds_logit_kd_on_padded_batches(tmp_path: Path) -> None:
+    from methods import pc_lora
+    from orchestrator.recipes.base import StepInputs
+
+    pretrained = tiny_bert_dir(tmp_path / "pretrained", seed=0)
+    teacher_dir = tmp_path / "teacher"
+    tiny_bert_dir(teacher_dir / "model", seed=1)
+    recipe, task = recipes.get_recipe("pc_lora"), get_task("glue/stsb")
+    cfg = with_values(load_config(None, base={**BASE, "model": str(pretrained)}),
+                      {"method.name": "pc_lora", "method.rank": 2, "method.kd_teacher": "finetuned",
+                       "method.kd_weight": 0.25, "method.logit_kd_weight": 0.5})
+    model = recipe.build_model(cfg, task, None)
+    teacher = recipe.prepare(cfg, task, torch.device("cpu"), str(teacher_dir), train_size=4)
+    assert teacher is not None and not any(p.requires_grad for p in teacher.parameters())
+    assert recipe.before_step(cfg, model, 0, 10) == {"lambda": 1.0}
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
+    batch = {"input_ids": torch.randint(0, 100, (2, 8)), "attention_mask": mask, "labels": torch.tensor([0.2, 0.9]),
+             "idx": torch.arange(2)}
+    loss = recipe.loss(StepInputs(cfg, model, model, dict(batch), teacher, regression=True))
+    out = model(**{k: v for k, v in batch.items() if k != "idx"}, output_hidden_states=True)
+    t = teacher(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
+    feature = pc_lora.feature_kd_loss(out.hidden_states[1:], t.hidden_states[1:], mask)
+    logit = torch.nn.functional.mse_loss(out.logits.squeeze(-1), t.logits.squeeze(-1))
+    assert loss.item() == pytest.approx((0.25 * out.loss + 0.25 * feature + 0.5 * logit).item(), rel=1e-5)
+    # Without a separate teacher the model's own λ = 1 pass teaches features only: its head is being trained.
+    own = with_values(cfg, {"method.kd_teacher": "pretrained"})
+    loss_own = recipe.loss(StepInputs(own, model, model, dict(batch), None, regression=True))
+    t_own = pc_lora.teacher_forward(model, input_ids=batch["input_ids"], attention_mask=mask)
+    feature_own = pc_lora.feature_kd_loss(out.hidden_states[1:], t_own.hidden_states[1:], mask)
+    assert loss_own.item() == pytest.approx((0.75 * out.loss + 0.25 * feature_own).item(), rel=1e-5)

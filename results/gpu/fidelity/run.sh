@@ -24,7 +24,7 @@ sweep() {  # name task config [extra --set ...]
   echo "$name rc=$? $(date -u +%FT%TZ)" >> "$out/status.txt"
 }
 # Longest first: SST-2 has 67 k training examples (3 epochs); the others 2.5-8.5 k (10 epochs).
-sweep fidelity-sst2 glue/sst2 search_spaces/fidelity-gpu.yaml --set train.epochs=3 &
+sweep fidelity-sst2 glue/sst2 search_spaces/fidelity-gpu.yaml --set train.epochs=3 --set method.teacher_epochs=2 &
 sleep 20
 sweep fidelity-cola glue/cola search_spaces/fidelity-gpu.yaml &
 sweep fidelity-stsb glue/stsb search_spaces/fidelity-gpu.yaml &
