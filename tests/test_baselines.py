@@ -186,3 +186,17 @@ def test_merged_equals_unmerged_and_head_survives(tmp_path, family):
 def test_save_model_refuses_unmerged_lora(tmp_path):
     with pytest.raises(TypeError, match="merge_lora"):
         save_model(attach_lora(tiny("bert"), 2), tmp_path)
+
+
+def test_lora_trains_the_backbones_pooler_which_a_checkpoint_may_lack():
+    """paraphrase-MiniLM-L3 ships no pooler: frozen, a fresh one is a fixed random projection under the head."""
+    lora = attach_lora(tiny("bert"), 4)
+    trainable = {n for n, p in lora.named_parameters() if p.requires_grad}
+    assert any("bert.pooler.modules_to_save." in n for n in trainable)
+    with torch.no_grad():
+        for n, p in lora.named_parameters():
+            if "bert.pooler.modules_to_save." in n and n.endswith("dense.bias"):
+                p.fill_(0.5)  # stands for a trained update
+    merged = merge_lora(lora)
+    assert torch.equal(merged.bert.pooler.dense.bias, torch.full_like(merged.bert.pooler.dense.bias, 0.5))
+    assert attach_lora(tiny("vit"), 4) is not None  # no pooler: nothing extra to train
