@@ -24,6 +24,7 @@ from orchestrator.config import (
     dump_yaml,
     flat_scalars,
     objective_pairs,
+    with_method_defaults,
     with_values,
 )
 from orchestrator.fs import atomic_path, atomic_write_text
@@ -61,11 +62,12 @@ def first_points(cfg: Config, *, prefer_config: bool) -> list[dict[str, Any]]:
     points = []
     for method in methods_of(cfg):
         point: dict[str, Any] = {METHOD_KEY: method} if METHOD_KEY in cfg.space else {}
+        own_cfg = with_method_defaults(with_values(cfg, {METHOD_KEY: method}))  # train.lr: null = the method's
         for dim in dimensions(cfg):
             own = dim.for_method(method)
             if dim.key == METHOD_KEY or not applies(dim.key, method) or own is None:
                 continue
-            value = cfg.get(dim.key)
+            value = own_cfg.get(dim.key)
             if own.discrete:
                 point[dim.key] = value if prefer_config and value in own.values else own.values[0]
             else:
