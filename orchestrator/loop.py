@@ -11,7 +11,6 @@ configuration means the same optimisation whatever the number of workers.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -29,15 +28,22 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler
 from transformers import get_linear_schedule_with_warmup
 
-from methods import accounting, kd_lora
+from methods import kd_lora
 from orchestrator import asha, faults, tracking
 from orchestrator.config import Config, config_from_dict
+from orchestrator.measure import (  # noqa: F401 - evaluate and to_device are part of the loop's API
+    evaluate,
+    initial_accounting,
+    model_accounting,
+    saved_tensor_elements,
+    to_device,
+)
 from orchestrator.recipes import Recipe, StepInputs, get_recipe
 from orchestrator.records import EarlyStopSpec, LoopConfig, RunMetrics, TrialFiles
-from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_task, load_model, load_processor
+from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_task, load_processor
 
 # Kept for importers of the old names.
 TEACHER_LOGITS_FILE = TrialFiles.TEACHER_LOGITS
@@ -68,67 +74,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def input_size(cfg: Config, task: TaskSpec, model: nn.Module) -> dict[str, int]:
-    """The size of one example for FLOPs: max_length tokens, or the processor's image size."""
-    if task.kind == "text":
-        return {"seq_len": cfg.train.max_length}
-    size = getattr(model.config, "image_size", 224)
-    return {"image_size": 224 if size > 224 else size}
-
-
-def saved_tensor_elements(path: Path) -> int:
-    """Sum of the tensor sizes stored in a model folder's safetensors files."""
-    from safetensors import safe_open
-
-    total = 0
-    for file in sorted(path.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
-                total += math.prod(f.get_slice(key).get_shape())
-    return total
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset: Any, collate: Any, batch_size: int, device: torch.device,
-             rank: int, world: int, amp: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """Predictions over the whole split, each example exactly once whatever the number of workers.
-
-    Each rank takes a strided shard (no sampler padding, so nothing is counted twice); rank 0
-    gathers the shards and returns (predictions, labels) ordered by example index; other ranks get None.
-    """
-    model.eval()
-    shard = Subset(dataset, list(range(rank, len(dataset), world)))
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    idx_parts, pred_parts, label_parts = [], [], []
-    for batch in loader:
-        batch = to_device(batch, device)
-        idx_parts.append(batch.pop("idx").cpu())
-        label_parts.append(batch.pop("labels").cpu())
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(**batch).logits
-        pred_parts.append(logits.float().cpu())
-    local = (torch.cat(idx_parts) if idx_parts else torch.empty(0, dtype=torch.long),
-             torch.cat(pred_parts) if pred_parts else torch.empty(0),
-             torch.cat(label_parts) if label_parts else torch.empty(0))
-    model.train()
-    parts = [local]
-    if world > 1:
-        parts = [None] * world
-        dist.all_gather_object(parts, local)
-    if rank != 0:
-        return None
-    idx = torch.cat([p[0] for p in parts])
-    order = torch.argsort(idx)
-    assert torch.equal(idx[order], torch.arange(len(dataset))), "evaluation lost or repeated examples"
-    preds = torch.cat([p[1] for p in parts if len(p[1])])[order].numpy()
-    labels = torch.cat([p[2] for p in parts if len(p[2])])[order].numpy()
-    return preds, labels
 
 
 def early_stop_decision(early_stop: EarlyStopSpec | None, epoch: int, metric: float | None, rank: int,
@@ -378,29 +323,6 @@ def report_epoch(w: Worker, loop: LoopConfig, metrics: dict[str, Any], sizes: di
 def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
     """What Tune sees: no None and no NaN (it keeps the last finite value of a key otherwise)."""
     return {k: v for k, v in metrics.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
-
-
-def model_accounting(cfg: Config, task: TaskSpec, model: nn.Module) -> dict[str, int]:
-    """params, params_no_embeddings and flops of a (deployable) model at the task's input size."""
-    counts = accounting.count_params(model)
-    size = input_size(cfg, task, model)
-    flops = accounting.count_flops(model, accounting.example_inputs(model, **size))
-    return {"params": counts["params"], "params_no_embeddings": counts["params_no_embeddings"], "flops": flops}
-
-
-def initial_accounting(cfg: Config, task: TaskSpec, raw_model: nn.Module) -> dict[str, Any]:
-    """The uncompressed model's size and what the deployable model will be, known before training.
-
-    Reported with every epoch, so a trial that ASHA stops early still has its place on the
-    params/FLOPs axes; the final numbers are measured again on the saved model.
-    """
-    base = load_model(cfg.model, task, trust_remote_code=cfg.trust_remote_code)
-    base_counts = model_accounting(cfg, task, base)
-    del base
-    projected = model_accounting(cfg, task, deployable_model(cfg, copy.deepcopy(raw_model).cpu()))
-    return {**projected, "base_params": base_counts["params"],
-            "base_params_no_embeddings": base_counts["params_no_embeddings"], "base_flops": base_counts["flops"],
-            "trainable_params": sum(p.numel() for p in raw_model.parameters() if p.requires_grad)}
 
 
 def finish(w: Worker, out_dir: Path, emit_train_logits: bool) -> dict[str, Any]:
