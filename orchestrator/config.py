@@ -11,18 +11,27 @@ import dataclasses
 import math
 import os
 import re
-import reprlib
-import types
-import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
 from methods.schedules import SCHEDULES as DECAY_SCHEDULES
 from orchestrator.recipes import METHODS, get_recipe, method_specific_keys
+from orchestrator.typed import (  # noqa: F401 - MAX_* are part of this module's API
+    MAX_INT,
+    MAX_STRING,
+    _build,
+    _closest,
+    _coerce,
+    _hints,
+    _key_text,
+    _show,
+    _type_name,
+    _why,
+)
 
 # per_method: {method: {kind: args}}, one dimension per method (learning rates differ by 10-50x between
 # full fine-tuning and adapters that must replace a layer). Kept last: it nests the others.
@@ -39,9 +48,7 @@ OBJECTIVE_METRICS = (
 METHOD_SPECIFIC_KEYS = method_specific_keys()
 # Bounds on what a config may hold, so that hostile or mistyped input ends in a clean error instead of
 # an overflow, a file name the OS refuses, or a message megabytes long.
-MAX_STRING = 4096          # PATH_MAX on Linux
 MAX_NAME = 100             # sweep / run names become folder and MLflow experiment names
-MAX_INT = 2**63            # what Optuna, Ray and MLflow store
 MAX_GRID_POINTS = 100_000
 MAX_CONFIG_BYTES = 10 * 2**20
 # Keys that may not be searched: where results go, how they are tracked, and what code may run.
@@ -170,151 +177,7 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# Typed construction from plain dicts
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 120
-_REPR.maxlist = _REPR.maxdict = _REPR.maxset = _REPR.maxtuple = 6
-_REPR.maxlevel = 2
-
-
-def _show(value: Any) -> str:
-    """A bounded repr for messages: long strings, deep or aliased YAML structures and huge ints stay
-    short, and passwords or tokens are masked (a string before it is cut, so no part of one shows)."""
-    from orchestrator.redact import redact
-
-    try:
-        return redact(_REPR.repr(redact(value) if isinstance(value, str) else value))
-    except (ValueError, RecursionError):  # an int of more than 4300 digits has no repr
-        return f"<{type(value).__name__}>"
-
-
-def _key_text(key: Any) -> str:
-    """A mapping key as messages print it: plain text as is, anything odd (empty, long, not a string) as repr."""
-    if isinstance(key, str) and key.isprintable() and 0 < len(key) <= 80 and ":" not in key and key == key.strip():
-        return key
-    return _show(key)
-
-
-def _why(value: Any) -> str:
-    """Why a value of the right kind was still refused by _coerce."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return " (NaN and infinity are not allowed)"
-    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT <= value < MAX_INT:
-        return " (out of range)"
-    if isinstance(value, str) and (len(value) > MAX_STRING or "\x00" in value):
-        return f" (at most {MAX_STRING} characters, no NUL character)"
-    return ""
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false",
-            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
-    """(ok, value converted to `tp`); ints are accepted where floats are expected."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            ok, converted = _coerce(value, arg)
-            if ok:
-                return True, converted
-        return False, value
-    if origin is Literal:
-        return value in typing.get_args(tp), value
-    if origin is list:
-        if not isinstance(value, list):
-            return False, value
-        (item_tp,) = typing.get_args(tp)
-        out = []
-        for item in value:
-            ok, converted = _coerce(item, item_tp)
-            if not ok:
-                return False, value
-            out.append(converted)
-        return True, out
-    if origin is dict:
-        return isinstance(value, dict), value
-    if tp is type(None):
-        return value is None, value
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool) and -MAX_INT <= value < MAX_INT, value
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                converted = float(value)
-            except OverflowError:  # an int too large for a float
-                return False, value
-            return math.isfinite(converted), converted
-        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
-            # YAML 1.1 reads `5e-5` (no dot) as a string; every user means the number.
-            return True, float(value)
-        return False, value
-    if tp is str:
-        return isinstance(value, str) and len(value) <= MAX_STRING and "\x00" not in value, value
-    return False, value
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
-
-
-def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        problems.append(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got "
-                        f"{type(raw).__name__} ({_show(raw)}); write it as `key: value` lines")
-        return cls()
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        dotted = f"{prefix}{_key_text(key)}"
-        if key not in names:
-            close = _closest(key, names)
-            hint = f"; did you mean '{prefix}{close}'?" if close else ""
-            problems.append(f"{dotted}: unknown key{hint} (known keys: {', '.join(names)})")
-            continue
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, f"{dotted}.", problems)
-            continue
-        ok, converted = _coerce(value, tp)
-        if not ok:
-            problems.append(f"{dotted}: expected {_type_name(tp)}, got {_show(value)}{_why(value)}")
-            continue
-        kwargs[key] = converted
-    return cls(**kwargs)
-
-
-def _closest(word: Any, options: list[str]) -> str | None:
-    import difflib
-
-    if not isinstance(word, str) or len(word) > 200:  # a YAML key may be a number, null, a date, ...
-        return None
-    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return match[0] if match else None
+# Typed construction from plain dicts: orchestrator/typed.py (generic, shared with nothing else yet)
 
 
 def field_type(dotted: str) -> Any:
@@ -481,19 +344,6 @@ def objective_pairs(cfg: Config) -> list[tuple[str, str]]:
     return [(o.partition(":")[0], o.partition(":")[2]) for o in cfg.search.objectives]
 
 
-def _check_value(cfg: Config, dotted: str, value: Any) -> list[str]:
-    """Problems of `cfg` with `dotted` set to `value` (a candidate of a searched dimension)."""
-    if not (value is None or isinstance(value, (str, int, float, bool))):
-        return ["each value must be a single string, number, true/false or null (what Optuna can "
-                "suggest)"]
-    ok, converted = _coerce(value, field_type(dotted))
-    if not ok:
-        return [f"expected {_type_name(field_type(dotted))}, got {_show(value)}{_why(value)}"]
-    trial = _with_value(cfg, dotted, converted)
-    head = dotted + ":"
-    return [msg[len(head):].strip() for msg in _range_problems(trial) if msg.startswith(head)]
-
-
 def _with_value(cfg: Config, dotted: str, value: Any) -> Config:
     section, _, key = dotted.rpartition(".")
     if not section:
@@ -525,90 +375,6 @@ def with_method_defaults(cfg: Config) -> Config:
     """
     defaults = get_recipe(cfg.method.name).defaults
     return with_values(cfg, {k: v for k, v in defaults.items() if cfg.get(k) is None})
-
-
-def validate_space(cfg: Config) -> list[str]:
-    """Each `space` entry is {kind: args} with kind in SPACE_KINDS, over a known scalar key, and every
-    value it can take passes the same checks as a fixed value."""
-    p: list[str] = []
-    known = set(scalar_keys()) - {"name", "results_dir"}
-    grid_size = 1
-    for key, spec in cfg.space.items():
-        where = f"space.{_key_text(key)}"
-        if key not in known:
-            close = _closest(key, sorted(known))
-            p.append(f"{where}: not a configuration key" + (f"; did you mean '{close}'?" if close else ""))
-            continue
-        if key.startswith(UNSEARCHABLE_PREFIXES) or key in UNSEARCHABLE_KEYS:
-            p.append(f"{where}: {key} cannot be searched; set it as a fixed value instead")
-            continue
-        if not isinstance(spec, dict) or len(spec) != 1:
-            p.append(f"{where}: write exactly one of {', '.join(SPACE_KINDS)}, e.g. {{choice: [8, 16, 32]}}")
-            continue
-        ((kind, args),) = spec.items()
-        if kind == "per_method":
-            if not isinstance(args, dict) or not args:
-                p.append(f"{where}.per_method: give a mapping of method to a dimension, "
-                         "e.g. {fft: {loguniform: [2.0e-5, 1.0e-4]}, pc_lora: {choice: [2.0e-3, 4.0e-3]}}")
-                continue
-            size = 0
-            for method, inner in args.items():
-                if method not in METHODS:
-                    p.append(f"{where}.per_method: unknown method {_show(method)}; choose from {', '.join(METHODS)}")
-                elif not isinstance(inner, dict) or len(inner) != 1 or next(iter(inner)) == "per_method":
-                    p.append(f"{where}.per_method.{method}: write exactly one of {', '.join(SPACE_KINDS[:-1])}")
-                else:
-                    ((inner_kind, inner_args),) = inner.items()
-                    problems, n = _dimension_problems(cfg, key, f"{where}.per_method.{method}", inner_kind, inner_args)
-                    p.extend(problems)
-                    size += n
-            grid_size *= max(size, 1)
-            continue
-        problems, n = _dimension_problems(cfg, key, where, kind, args)
-        p.extend(problems)
-        grid_size *= max(n, 1)
-    if cfg.search.sampler == "grid":
-        bad = [_key_text(k) for k, s in cfg.space.items()
-               if isinstance(s, dict) and not _is_discrete(s)]
-        if bad:
-            p.append(f"search.sampler: 'grid' needs grid or choice dimensions; {', '.join(bad)} are ranges")
-        elif grid_size * len(cfg.search.seeds or [0]) > MAX_GRID_POINTS:
-            p.append(f"search.sampler: the grid has up to {grid_size * len(cfg.search.seeds or [0]):,} points "
-                     f"(more than {MAX_GRID_POINTS:,}); use fewer values, or sampler: nsga2 / tpe / random")
-    return p
-
-
-def _is_discrete(spec: dict[str, Any]) -> bool:
-    """A grid can expand it: choice/grid values, or per-method choice/grid values."""
-    kind, args = next(iter(spec.items()), (None, None))
-    if kind == "per_method" and isinstance(args, dict):
-        return all(isinstance(v, dict) and next(iter(v), None) in ("grid", "choice") for v in args.values())
-    return kind in ("grid", "choice")
-
-
-def _dimension_problems(cfg: Config, key: str, where: str, kind: Any, args: Any) -> tuple[list[str], int]:
-    """Problems of one `{kind: args}` over `key`, and how many grid points it has (0 for a range)."""
-    if kind not in SPACE_KINDS:
-        return [f"{where}: unknown kind {_show(kind)}; use one of {', '.join(SPACE_KINDS)}"], 0
-    if kind in ("choice", "grid"):
-        if not isinstance(args, list) or not args:
-            return [f"{where}.{kind}: give a non-empty list of values, e.g. [8, 16, 32]"], 0
-        candidates, size = args, len(args)
-    else:
-        if (not isinstance(args, list) or len(args) != 2
-                or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)):
-            return [f"{where}.{kind}: give [low, high], two numbers, e.g. [1.0e-4, 1.0e-3]"], 0
-        low, high = args
-        if kind == "int" and not all(isinstance(a, int) for a in args):
-            return [f"{where}.int: bounds must be integers, got {_show(args)}"], 0
-        if not low < high:
-            return [f"{where}.{kind}: the range [{_show(low)}, {_show(high)}] is empty or reversed; write "
-                    "[low, high] with low < high"], 0
-        if kind == "loguniform" and low <= 0:
-            return [f"{where}.loguniform: bounds must be positive, got {_show(args)}"], 0
-        candidates, size = [low, high], 0
-    problems = [f"{where}: value {_show(value)}: {msg}" for value in candidates for msg in _check_value(cfg, key, value)]
-    return problems, size
 
 
 def _expand(ref: str) -> Path | None:
@@ -664,53 +430,12 @@ def _results_dir_problem(ref: str) -> str | None:
     return None
 
 
-def _resource_problems(cfg: Config) -> list[str]:
-    from orchestrator.tasks import TASKS
-
-    p: list[str] = []
-    if cfg.task not in TASKS:
-        close = _closest(cfg.task, list(TASKS))
-        p.append(f"task: unknown task {_show(cfg.task)}" + (f"; did you mean {close!r}?" if close else "")
-                 + f" (tasks: {', '.join(TASKS)})")
-    else:
-        task_metrics = set(TASKS[cfg.task].metric_names) | {TASKS[cfg.task].primary_metric}
-        known_metrics = (set(OBJECTIVE_METRICS) - {"accuracy", "f1", "mcc", "pearson", "spearman"}) | task_metrics
-        for metric, _ in objective_pairs(cfg):
-            if metric and metric not in known_metrics:
-                p.append(f"search.objectives: {metric!r} is not a metric of {cfg.task}; choose from "
-                         f"{', '.join(sorted(known_metrics))}")
-    refs = [("model", cfg.model)]
-    refs += [(k, v) for k, v in (("method.teacher", cfg.method.teacher), ("method.student", cfg.method.student)) if v]
-    for spec_key in ("method.teacher", "method.student", "model"):
-        spec = cfg.space.get(spec_key)
-        if isinstance(spec, dict) and isinstance(spec.get("choice", spec.get("grid")), list):
-            refs += [(f"space.{spec_key}", v) for v in spec.get("choice", spec.get("grid")) if isinstance(v, str)]
-    for key, ref in refs:
-        msg = model_problem(ref, key)
-        if msg:
-            p.append(msg)
-    if cfg.data_dir is not None:
-        root = _expand(cfg.data_dir)
-        if not _is("is_dir", root):
-            p.append(f"data_dir: folder {_show(cfg.data_dir)} does not exist; point it at local copies of the "
-                     "datasets (e.g. ../shared/data) or set data_dir: null to use the hub")
-        elif cfg.task in TASKS:
-            local = root / TASKS[cfg.task].local_dir
-            if not _is("is_dir", local):
-                p.append(f"data_dir: {_show(cfg.data_dir)} has no folder {TASKS[cfg.task].local_dir!r} for task "
-                         f"{cfg.task!r}; add the data there or set data_dir: null to use the hub")
-    problem = _results_dir_problem(cfg.results_dir)
-    if problem:
-        p.append(problem)
-    if cfg.tracking.uri and "***" in cfg.tracking.uri:  # copied from a config.yaml / sweep.yaml we wrote
-        p.append(f"tracking.uri: {_show(cfg.tracking.uri)} holds a redacted secret (***); give the real URI with "
-                 "--set tracking.uri=..., or leave the password out of it and set MLFLOW_TRACKING_USERNAME / "
-                 "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)")
-    return p
-
-
 def validate(cfg: Config) -> list[str]:
-    return _range_problems(cfg) + validate_space(cfg) + _resource_problems(cfg)
+    """Every problem of a built config: ranges here, the search space and the resources it names in
+    orchestrator/validation.py."""
+    from orchestrator.validation import resource_problems, validate_space
+
+    return _range_problems(cfg) + validate_space(cfg) + resource_problems(cfg)
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
