@@ -1,20 +1,52 @@
-"""Tables and plots of one sweep: its Pareto front (pareto.md, pareto.png), ablation tables, both parameter bases.
+"""Every table and plot: one sweep's Pareto front (pareto.md, pareto.png) and ablation tables, and the
+leaderboards' GLUE / CIFAR / compression tables and per-task plots.
 
-Pure functions of a trials table (one row per trial, as trials.csv holds it) and the sweep's config:
-no Ray, no MLflow, so reports can be rebuilt from committed files.
+Pure functions of a trials table (one row per trial, as trials.csv holds it, or the leaderboards'
+gathered frame): no Ray, no MLflow, so reports can be rebuilt from committed files.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from orchestrator import recipes
 from orchestrator.config import Config, objective_pairs
 from orchestrator.fs import atomic_path
 from orchestrator.pareto import pareto_mask
 from orchestrator.recipes import BASELINES
+from orchestrator.tasks import TASKS, glue_score
+
+METHOD_ORDER = recipes.METHODS  # baselines first, as the papers lay tables out
+BUDGETS = (50, 25, 10, 5)  # compression.md: best metric at or under this % of the base model
+# (header, task, column): the GLUE columns as the papers report them. MNLI-mm is filled when a
+# trial reports `accuracy_mm` (the mismatched validation split); the loop evaluates matched only.
+GLUE_COLUMNS = (
+    ("CoLA (MCC)", "glue/cola", "mcc"),
+    ("SST-2 (acc)", "glue/sst2", "accuracy"),
+    ("MRPC (acc)", "glue/mrpc", "accuracy"),
+    ("MRPC (F1)", "glue/mrpc", "f1"),
+    ("STS-B (P)", "glue/stsb", "pearson"),
+    ("STS-B (S)", "glue/stsb", "spearman"),
+    ("QQP (acc)", "glue/qqp", "accuracy"),
+    ("QQP (F1)", "glue/qqp", "f1"),
+    ("MNLI-m", "glue/mnli", "accuracy"),
+    ("MNLI-mm", "glue/mnli", "accuracy_mm"),
+    ("QNLI (acc)", "glue/qnli", "accuracy"),
+    ("RTE (acc)", "glue/rte", "accuracy"),
+    ("WNLI (acc)", "glue/wnli", "accuracy"),
+)
+CIFAR_COLUMNS = (
+    ("CIFAR-10 (acc)", "cifar10", "accuracy"),
+    ("CIFAR-100 (acc)", "cifar100", "accuracy"),
+)
+GLUE_TASKS = tuple(t for t in TASKS if t.startswith("glue/"))
+
+
 
 
 def front_of(cfg: Config, trials: pd.DataFrame) -> pd.DataFrame:
@@ -120,4 +152,286 @@ def plot_front(cfg: Config, trials: pd.DataFrame, front: pd.DataFrame, path: Pat
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------- leaderboards: selection
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def best_per_task(frame: pd.DataFrame) -> pd.DataFrame:
+    """The best trial per (model, method, task) by the task's primary metric; ties go to the smaller
+    model, then fewer FLOPs, then the sweep and trial id, so the choice never depends on file order."""
+    if len(frame) == 0:
+        return frame
+    ordered = frame.sort_values(["metric", "params", "flops", "sweep", "trial_id"],
+                                ascending=[False, True, True, True, True], kind="mergesort")
+    return ordered.drop_duplicates(["model_name", "method.name", "task"]).reset_index(drop=True)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def _short(value: Any) -> str:
+    v = _num(value)
+    if v is None:
+        return str(value)
+    return str(int(v)) if v.is_integer() else f"{v:.2g}"
+
+
+def config_label(row: pd.Series | dict[str, Any]) -> str:
+    """The key settings of a trial's method (its recipe's label): rank, PC-LoRA's schedule, KD-LoRA's student."""
+    return recipes.label(row)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _cell(row: pd.Series, column: str, task: str) -> float | None:
+    value = _num(row.get(column))
+    if value is None and column == TASKS[task].primary_metric:
+        value = _num(row.get("metric"))
+    return value
+
+
+def _kept(rows: pd.DataFrame, cost: str) -> str:
+    """% of the base model kept, over a row's best configurations: one value, or the range."""
+    values = sorted({f"{100 * r[cost] / r['base_' + cost]:.1f}" for _, r in rows.iterrows()}, key=float)
+    if not values:
+        return "–"
+    return values[0] if len(values) == 1 else f"{values[0]}–{values[-1]}"
+
+
+def _groups(best: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    keys = sorted({(m, meth) for m, meth in zip(best["model_name"], best["method.name"], strict=True)},
+                  key=lambda k: (k[0], _method_rank(k[1])))
+    return [(m, meth, best[(best["model_name"] == m) & (best["method.name"] == meth)]) for m, meth in keys]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _sources(best: pd.DataFrame) -> list[str]:
+    """Where each cell came from: one line per (model, method, task), then each sweep's command."""
+    if len(best) == 0:
+        return []
+    order = sorted(best.index, key=lambda i: (best.at[i, "model_name"], _method_rank(best.at[i, "method.name"]),
+                                              best.at[i, "task"]))
+    rows = []
+    for i in order:
+        r = best.loc[i]
+        max_examples = _num(r.get("train.max_examples"))
+        rows.append([r["model_name"], r["method.name"], r["task"], f"{100 * r['metric']:.1f} ({r.get('metric_name')})",
+                     config_label(r), _pct(r["params"] / r["base_params"]), _pct(r["flops"] / r["base_flops"]),
+                     _short(r.get("train.epochs")) if _num(r.get("train.epochs")) is not None else "–",
+                     "all" if max_examples is None else str(int(max_examples)),
+                     str(r["sweep"]), str(r["trial_id"]), str(r["date"]), str(r["device"])])
+    lines = ["", "## Sources", "",
+             "Each cell above is the best full-budget trial of its (model, method, task); that trial is listed "
+             "here (train examples: the training subset, `train.max_examples`; results on a subset are not "
+             "comparable with the papers).", ""]
+    lines += _md_table(["model", "method", "task", "metric ×100", "configuration", "params kept %",
+                        "FLOPs kept %", "epochs", "train examples", "sweep", "trial", "date", "device"], rows)
+    commands = sorted({(str(r["sweep"]), str(r["command"])) for _, r in best.iterrows()})
+    lines += ["", "Commands:", ""] + [f"- `{sweep}`: `{command}`" for sweep, command in commands]
+    return lines
+
+
+def _header(title: str, frame: pd.DataFrame, tasks: tuple[str, ...]) -> list[str]:
+    mine = frame[frame["task"].isin(tasks)] if len(frame) else frame
+    n_sweeps = mine["sweep"].nunique() if len(mine) else 0
+    return [f"# {title}", "",
+            f"Generated by `python -m orchestrator.leaderboard` from {len(mine)} finished full-budget trial(s) "
+            f"in {n_sweeps} sweep(s) or run(s); rerun it (sweeps do so when they finish) to refresh.", ""]
+
+
+def _method_table(frame: pd.DataFrame, columns: tuple[tuple[str, str, str], ...], *, score: bool) -> list[str]:
+    tasks = tuple(dict.fromkeys(t for _, t, _ in columns))
+    best = best_per_task(frame[frame["task"].isin(tasks)]) if len(frame) else frame
+    if len(best) == 0:
+        return ["No finished full-budget trial of these tasks yet."]
+    header = ["model", "method"] + [h for h, _, _ in columns]
+    header += (["GLUE score", "tasks"] if score else []) + ["params kept %", "FLOPs kept %", "configuration"]
+    rows = []
+    for model, method, group in _groups(best):
+        by_task = {r["task"]: r for _, r in group.iterrows()}
+        cells = [model, method]
+        for _, task, column in columns:
+            cells.append(_pct(_cell(by_task[task], column, task)) if task in by_task else "–")
+        if score:
+            primaries: dict[str, float] = {}
+            for task, r in by_task.items():
+                mm = _num(r.get("accuracy_mm"))
+                if task == "glue/mnli" and mm is not None:
+                    primaries.update({"mnli-m": r["metric"], "mnli-mm": mm})
+                else:
+                    primaries[task] = r["metric"]
+            cells += [_pct(glue_score(primaries)), f"{len(by_task)}/{len(GLUE_TASKS)}"]
+        labels = {config_label(r) for r in by_task.values()}
+        cells += [_kept(group, "params"), _kept(group, "flops"),
+                  labels.pop() if len(labels) == 1 else "per task, see Sources"]
+        rows.append(cells)
+    return _md_table(header, rows) + _sources(best)
+
+
+def glue_markdown(frame: pd.DataFrame) -> str:
+    lines = _header("GLUE leaderboard", frame, GLUE_TASKS)
+    lines += ["Validation-set scores ×100, as the GLUE papers report them (CoLA: Matthews correlation; STS-B: "
+              "Pearson / Spearman; MRPC, QQP: accuracy / F1). For each model and method, each task's column "
+              "holds its best configuration by the task's primary metric. GLUE score: the mean of the primary "
+              "metrics (MRPC, QQP: mean of accuracy and F1; STS-B: mean of Pearson and Spearman; MNLI: matched, "
+              "or the mean of m and mm when both are reported) over the tasks present in the row only — "
+              "`tasks` says how many of the nine; rows with different tasks are not comparable. Params and "
+              "FLOPs kept: the deployable model against the uncompressed one (forward FLOPs of one example), "
+              "over the row's best configurations (a range when they differ).", ""]
+    return "\n".join(lines + _method_table(frame, GLUE_COLUMNS, score=True)) + "\n"
+
+
+def cifar_markdown(frame: pd.DataFrame) -> str:
+    lines = _header("CIFAR leaderboard", frame, ("cifar10", "cifar100"))
+    lines += ["Test-set accuracy ×100. For each model and method, each column holds its best configuration by "
+              "accuracy. Params and FLOPs kept: the deployable model against the uncompressed one (forward "
+              "FLOPs of one image), over the row's best configurations (a range when they differ).", ""]
+    return "\n".join(lines + _method_table(frame, CIFAR_COLUMNS, score=False)) + "\n"
+
+
+def under_budget(rows: pd.DataFrame, cost: str, budget_pct: float) -> pd.Series | None:
+    """The best trial (by metric; ties: smaller cost, then sweep/trial id) whose `cost` is at most
+    `budget_pct` % of its base model's, or None."""
+    if len(rows) == 0:
+        return None
+    ratio = rows[cost] / rows[f"base_{cost}"]
+    fit = rows[ratio <= budget_pct / 100]
+    if len(fit) == 0:
+        return None
+    ordered = fit.sort_values(["metric", cost, "sweep", "trial_id"], ascending=[False, True, True, True],
+                              kind="mergesort")
+    return ordered.iloc[0]
+
+
+def _task_order(tasks: Any) -> list[str]:
+    names = list(TASKS)
+    return sorted(set(tasks), key=names.index)
+
+
+def compression_markdown(frame: pd.DataFrame) -> str:
+    lines = _header("Compression leaderboard", frame, tuple(TASKS))
+    lines += ["Per task and base model: the best primary metric (×100) reached by any method at or under "
+              f"{', '.join(f'{b} %' for b in BUDGETS)} of the base model's parameters (the deployable model) "
+              "and of its forward FLOPs (one example). FFT and LoRA, the uncompressed references, are given "
+              "above each table.", ""]
+    if len(frame) == 0:
+        return "\n".join(lines + ["No finished full-budget trial yet."]) + "\n"
+    used = []
+    for task in _task_order(frame["task"]):
+        for model in sorted(frame.loc[frame["task"] == task, "model_name"].unique()):
+            rows = frame[(frame["task"] == task) & (frame["model_name"] == model)]
+            base = rows.iloc[0]
+            metric_name = rows["metric_name"].dropna().iloc[0] if rows["metric_name"].notna().any() else "metric"
+            lines += [f"## {task} — {model}", "",
+                      f"Base model: {base['base_params'] / 1e6:.2f} M parameters, "
+                      f"{base['base_flops'] / 1e9:.3g} GFLOPs per example; metric: {metric_name}."]
+            refs = []
+            for method in recipes.BASELINES:
+                ref = under_budget(rows[rows["method.name"] == method], "params", math.inf)
+                refs.append(f"{recipes.get_recipe(method).display_name} "
+                            + ("–" if ref is None else f"{100 * ref['metric']:.1f} ({ref['sweep']}/{ref['trial_id']})"))
+                if ref is not None:
+                    used.append(ref)
+            lines += ["References: " + "; ".join(refs) + ".", ""]
+            for cost, label in (("params", "parameters"), ("flops", "FLOPs")):
+                table = []
+                for budget in BUDGETS:
+                    best = under_budget(rows, cost, budget)
+                    if best is None:
+                        table.append([f"≤ {budget} %", "–", "–", "–", "–", "–", "–"])
+                        continue
+                    used.append(best)
+                    table.append([f"≤ {budget} %", f"{100 * best['metric']:.1f}", str(best["method.name"]),
+                                  config_label(best), _pct(best[cost] / best[f"base_{cost}"]),
+                                  f"{best['sweep']}/{best['trial_id']}", str(best["date"])])
+                lines += [f"By {label}:", ""]
+                lines += _md_table(["budget", metric_name, "method", "configuration", f"{label} kept %",
+                                    "sweep/trial", "date"], table)
+                lines.append("")
+    if used:
+        picked = pd.DataFrame(used)
+        lines += ["## Sources", "", "Devices and commands of the trials above:", ""]
+        for (sweep, command), group in sorted(picked.groupby(["sweep", "command"])):
+            devices = ", ".join(sorted(set(map(str, group["device"]))))
+            lines.append(f"- `{sweep}` ({devices}): `{command}`")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------- plots
+
+
+def task_slug(task: str) -> str:
+    return task.replace("/", "-")
+
+
+def plot_task(frame: pd.DataFrame, task: str, path: Path) -> None:
+    """metric against parameters and against FLOPs for every method of one task; the Pareto front of
+    all methods (metric max, cost min) drawn; FFT and LoRA of each model as horizontal reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    rows = frame[frame["task"] == task]
+    metric_name = rows["metric_name"].dropna().iloc[0] if rows["metric_name"].notna().any() else "metric"
+    models = sorted(rows["model_name"].unique())
+    methods = sorted(rows["method.name"].unique(), key=_method_rank)
+    colours = {m: f"C{i}" for i, m in enumerate(methods)}
+    markers = dict(zip(models, "osD^vP*X", strict=False))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for ax, cost in zip(axes, ("params", "flops"), strict=True):
+        for method in methods:
+            for model in models:
+                g = rows[(rows["method.name"] == method) & (rows["model_name"] == model)]
+                if len(g):
+                    label = method if len(models) == 1 else f"{method} ({model})"
+                    ax.scatter(g[cost], 100 * g["metric"], color=colours[method], marker=markers.get(model, "o"),
+                               s=36, alpha=0.7, label=label)
+        values = rows[["metric", cost]].to_numpy(float)
+        front = rows[pareto_mask(values, ["max", "min"])].sort_values([cost, "metric"])
+        ax.step(front[cost], 100 * front["metric"], where="post", color="k", lw=1, ls="--")
+        ax.scatter(front[cost], 100 * front["metric"], facecolors="none", edgecolors="k", s=100,
+                   label="Pareto front (all methods)")
+        for method, ls in zip(recipes.BASELINES, ("-", ":", "-.", "--"), strict=False):
+            for model in models:
+                ref = under_budget(rows[(rows["method.name"] == method) & (rows["model_name"] == model)],
+                                   "params", math.inf)
+                if ref is not None:
+                    name = recipes.get_recipe(method).display_name
+                    ax.axhline(100 * ref["metric"], color=colours[method], ls=ls, lw=1,
+                               label=f"{name} {model}" if len(models) > 1 else name)
+        for model in models:
+            base = rows.loc[rows["model_name"] == model, f"base_{cost}"].iloc[0]
+            ax.axvline(base, color="grey", lw=0.8, ls=":",
+                       label="uncompressed" + (f" {model}" if len(models) > 1 else ""))
+        spread = rows[cost].max() / max(rows[cost].min(), 1)
+        if spread >= 10:  # a log axis only when the costs span a decade; else its labels collide
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
+        ax.set_xlabel("parameters (deployable model)" if cost == "params" else "FLOPs (forward, one example)")
+        ax.set_ylabel(f"{task} {metric_name} ×100")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{task}: metric against parameters and FLOPs ({len(rows)} trials)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png", metadata={"Software": None})
     plt.close(fig)
