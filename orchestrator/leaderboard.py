@@ -31,6 +31,7 @@ import yaml
 from orchestrator.cli import run_main
 from orchestrator.config import ConfigError
 from orchestrator.fs import atomic_path, atomic_write_text, file_lock
+from orchestrator.records import TrialFiles
 from orchestrator.report import (  # noqa: F401 - the leaderboards' tables and plots, re-exported
     BUDGETS,
     CIFAR_COLUMNS,
@@ -136,8 +137,8 @@ def _metrics_files(results_dir: Path) -> Iterator[Path]:
         top = Path(root) == results_dir
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_ANY
                          and not (top and d in SKIP_TOP))
-        if "metrics.json" in files:
-            yield Path(root) / "metrics.json"
+        if TrialFiles.METRICS in files:
+            yield Path(root) / TrialFiles.METRICS
 
 
 def _run_row(path: Path, results_dir: Path, problems: list[str]) -> dict[str, Any] | None:

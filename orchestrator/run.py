@@ -185,7 +185,15 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
         raise
     metrics = json.loads((out_dir / TrialFiles.METRICS).read_text())
     metrics["wall_seconds"] = time.perf_counter() - started
-    tracking.log_metrics(cfg, run_id, {**metrics, "wall_seconds": metrics["wall_seconds"]}, step=metrics["epoch"])
+    record_run(cfg, run_id, out_dir, metrics)
+    return metrics
+
+
+def record_run(cfg: Config, run_id: str, out_dir: Path, metrics: dict[str, Any]) -> None:
+    """The finished run in MLflow: final metrics, status tags, config and metrics files, the model if asked."""
+    from orchestrator import tracking
+
+    tracking.log_metrics(cfg, run_id, metrics, step=metrics["epoch"])
     tracking.set_tags(cfg, run_id, {"full_budget": str(bool(metrics.get("full_budget"))).lower(),
                                     "stopped_early": str(bool(metrics.get("stopped_early"))).lower(),
                                     "diverged": str(bool(metrics.get("diverged"))).lower(),
@@ -194,4 +202,3 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     if cfg.tracking.log_models and (out_dir / TrialFiles.MODEL).is_dir():
         tracking.log_artifacts(cfg, run_id, [out_dir / TrialFiles.MODEL], artifact_path="model")
     tracking.finish_run(cfg, run_id)
-    return metrics
