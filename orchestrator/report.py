@@ -310,8 +310,8 @@ def under_budget(rows: pd.DataFrame, cost: str, budget_pct: float) -> pd.Series 
     `budget_pct` % of its base model's, or None."""
     if len(rows) == 0:
         return None
-    ratio = rows[cost] / rows[f"base_{cost}"]
-    fit = rows[ratio <= budget_pct / 100]
+    ratio = pd.to_numeric(rows[cost], errors="coerce") / pd.to_numeric(rows[f"base_{cost}"], errors="coerce")
+    fit = rows[ratio <= budget_pct / 100]  # a row without the size (NaN) fits no budget
     if len(fit) == 0:
         return None
     ordered = fit.sort_values(["metric", cost, "sweep", "trial_id"], ascending=[False, True, True, True],
@@ -349,7 +349,12 @@ def compression_markdown(frame: pd.DataFrame) -> str:
                 if ref is not None:
                     used.append(ref)
             lines += ["References: " + "; ".join(refs) + ".", ""]
-            for cost, label in (("params", "parameters"), ("flops", "FLOPs")):
+            # Both parameter bases: the whole model, and the encoder without embeddings (the papers' basis).
+            bases = [("params", "parameters"), ("params_no_embeddings", "encoder parameters (no embeddings)"),
+                     ("flops", "FLOPs")]
+            for cost, label in bases:
+                if cost not in rows.columns or f"base_{cost}" not in rows.columns:
+                    continue
                 table = []
                 for budget in BUDGETS:
                     best = under_budget(rows, cost, budget)

@@ -332,3 +332,19 @@ def test_mlflow_runs_are_added_once(results: Path) -> None:
     leaderboard.main(["--results", str(results), "--tracking-uri", uri])
     pc = row_of(md_table((results / "leaderboards" / "glue.md").read_text(), "model"), method="pc_lora")
     assert pc["QNLI (acc)"] == "88.0" and pc["tasks"] == "5/9"
+
+
+def test_compression_reports_both_parameter_bases(tmp_path: Path) -> None:
+    """PC-LoRA keeps the embeddings: 55 % of the whole model can be 8 % of the encoder, the papers' basis."""
+    results = tmp_path / "results"
+    rows = [trial("f1", "glue/sst2", "fft", {"accuracy": 0.90}, params_no_embeddings=50, base_params_no_embeddings=50),
+            trial("p1", "glue/sst2", "pc_lora", {"accuracy": 0.85}, kept=(0.55, 0.11), params_no_embeddings=4,
+                  base_params_no_embeddings=50)]
+    write_sweep(results, "bases", rows)
+    leaderboard.build(results)
+    text = (results / "leaderboards" / "compression.md").read_text()
+    by_whole = {r["budget"]: r for r in md_table(text, "budget", after="By parameters:")}
+    by_encoder = {r["budget"]: r for r in md_table(text, "budget", after="By encoder parameters (no embeddings):")}
+    assert by_whole["≤ 10 %"]["method"] == "–" and by_whole["≤ 50 %"]["method"] == "–"
+    assert by_encoder["≤ 10 %"]["method"] == "pc_lora"
+    assert by_encoder["≤ 10 %"]["encoder parameters (no embeddings) kept %"] == "8.0"

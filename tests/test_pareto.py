@@ -66,3 +66,20 @@ def test_ablation_table_mean_and_std_per_cell() -> None:
     assert table.loc["linear", "metric_std"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
     assert table.loc["linear", "metric_count"] == 2
     assert "0.85 ± 0.071" in ablation_markdown(cfg, trials)
+
+
+def test_pareto_markdown_shows_both_parameter_bases() -> None:
+    import pandas as pd
+
+    from orchestrator.config import load_config
+    from orchestrator.report import front_of, pareto_markdown
+
+    cfg = load_config(None, base={"name": "s", "task": "glue/sst2", "model": "bert-base-uncased"})
+    trials = pd.DataFrame([{"trial_id": "a", "method.name": "pc_lora", "full_budget": True, "metric": 0.8,
+                            "params": 55, "base_params": 100, "params_no_embeddings": 4,
+                            "base_params_no_embeddings": 50, "flops": 11, "base_flops": 100, "searched": ""}])
+    text = pareto_markdown(cfg, front_of(cfg, trials), trials)
+    header = next(line for line in text.splitlines() if line.startswith("| trial_id"))
+    row = next(line for line in text.splitlines() if line.startswith("| a "))
+    cells = dict(zip(header.strip("|").split(" | "), row.strip("|").split(" | "), strict=True))
+    assert cells["params_kept_pct"].strip() == "55.0" and cells["encoder_params_kept_pct"].strip() == "8.0"
