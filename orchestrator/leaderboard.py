@@ -21,6 +21,7 @@ import math
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import yaml
 from orchestrator.cli import run_main
 from orchestrator.config import ConfigError
 from orchestrator.fs import atomic_path, atomic_write_text, file_lock
-from orchestrator.records import TrialFiles
+from orchestrator.records import TrialFiles, read_metrics
 from orchestrator.report import (  # noqa: F401 - the leaderboards' tables and plots, re-exported
     BUDGETS,
     CIFAR_COLUMNS,
@@ -54,6 +55,7 @@ from orchestrator.report import (  # noqa: F401 - the leaderboards' tables and p
 from orchestrator.tasks import TASKS
 
 LEADERBOARD_DIR = "leaderboards"
+MANIFEST = "manifest.yaml"  # in results/leaderboards/: the sweeps the tables are built from
 LOCK_FILE = ".leaderboards.lock"  # in results/, so two sweeps finishing together take turns
 # Folders under results/ that hold no trials of their own: ours, KD-LoRA teachers (fine-tuned
 # helpers, not baselines), MLflow's copies of metrics.json, Ray's experiment and checkpoint folders.
@@ -67,8 +69,49 @@ REQUIRED = ("task", "model", "method.name", "metric", "params", "base_params", "
 # ------------------------------------------------------------------------------------------- gathering
 
 
-def _date(mtime: float) -> str:
-    return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d")
+@dataclass(frozen=True)
+class Manifest:
+    """results/leaderboards/manifest.yaml: the sweeps (folders under results/, e.g. gpu/fidelity/fidelity-mrpc)
+    the leaderboards are built from. With a manifest, nothing else (the quickstart, smoke runs, ad-hoc
+    sweeps) reaches the tables, and a finishing sweep refreshes them only when it is listed."""
+
+    path: Path
+    sweeps: tuple[str, ...]
+
+
+def read_manifest(results_dir: Path) -> Manifest | None:
+    path = Path(results_dir) / LEADERBOARD_DIR / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML ({exc}); write `sweeps: [name, ...]`"]) from None
+    sweeps = raw.get("sweeps") if isinstance(raw, dict) else None
+    if not isinstance(sweeps, list) or not all(isinstance(s, str) and s and ".." not in s for s in sweeps):
+        raise ConfigError([f"{path}: `sweeps` must be a list of sweep folders under {results_dir} "
+                           "(e.g. gpu/fidelity/fidelity-mrpc), without '..'"])
+    return Manifest(path, tuple(sweeps))
+
+
+def _date(unix: float) -> str:
+    return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def trial_date(run_dir: Path, metrics: dict[str, Any] | None = None) -> str:
+    """The day a trial ran, from its own record: the last line of its epochs file, else the worker's start
+    stamp in metrics.json; never a file's modification time, which a fresh clone resets."""
+    epochs = run_dir / TrialFiles.EPOCHS
+    if epochs.is_file():
+        for line in reversed(epochs.read_text().splitlines()):
+            try:
+                return _date(float(json.loads(line)["time"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    if metrics is None:
+        metrics = read_metrics(run_dir) or {}
+    stamp = metrics.get("worker_start_unix") if isinstance(metrics, dict) else None
+    return _date(float(stamp)) if isinstance(stamp, (int, float)) else NOT_RECORDED
 
 
 def _here(path: Path) -> Path:
@@ -118,13 +161,13 @@ def _sweep_rows(csv_path: Path, results_dir: Path, problems: list[str]) -> list[
     done = trials["full_budget"].map(_truthy)
     if "status" in trials.columns:
         done &= trials["status"].astype(str) == "complete"
-    sweep = csv_path.parent.name
-    provenance = {"sweep": sweep, "date": _date(csv_path.stat().st_mtime),
-                  "command": _sweep_command(results_dir, sweep), "source": "trials.csv"}
+    sweep = csv_path.parent.relative_to(results_dir).as_posix()
+    provenance = {"sweep": sweep, "command": _sweep_command(results_dir, sweep), "source": "trials.csv"}
     rows = []
     for record in trials[done].to_dict("records"):
         row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
-        row.update(provenance, trial_id=str(row["trial_id"]), device=_device(row.get("device")))
+        row.update(provenance, trial_id=str(row["trial_id"]), device=_device(row.get("device")),
+                   date=trial_date(csv_path.parent / "trials" / str(row["trial_id"])))
         if _missing(row):
             problems.append(f"{csv_path}: full-budget trial {row['trial_id']} has no {', '.join(_missing(row))}")
             continue
@@ -166,7 +209,7 @@ def _run_row(path: Path, results_dir: Path, problems: list[str]) -> dict[str, An
         run_dir = path.parent
         sweep, trial_id = rel.as_posix(), run_dir.name
         command = f"python -m orchestrator.train --config {_here(config_path)} --out {_here(run_dir)}"
-    row.update(sweep=sweep, trial_id=trial_id, date=_date(path.stat().st_mtime), device=_device(metrics.get("device")),
+    row.update(sweep=sweep, trial_id=trial_id, date=trial_date(path.parent, metrics), device=_device(metrics.get("device")),
                command=command, source="metrics.json", status="complete", full_budget=True)
     if _missing(row):
         problems.append(f"{path}: a finished run without {', '.join(_missing(row))}")
@@ -228,7 +271,7 @@ def _key(row: dict[str, Any]) -> tuple[str, ...]:
     return (str(row["trial_id"]), str(row["task"]), str(row["method.name"]), Path(str(row["model"])).name)
 
 
-def gather(results_dir: Path, tracking_uri: str | None = None) -> pd.DataFrame:
+def gather(results_dir: Path, tracking_uri: str | None = None, manifest: Manifest | None = None) -> pd.DataFrame:
     """Every finished full-budget trial under `results_dir` (and in MLflow at `tracking_uri`), one row each,
     with its provenance columns (sweep, trial_id, date, device, command, source); sorted, deduplicated.
 
@@ -241,6 +284,15 @@ def gather(results_dir: Path, tracking_uri: str | None = None) -> pd.DataFrame:
                            "that holds <sweep>/trials.csv"])
     problems: list[str] = []
     rows: list[dict[str, Any]] = []
+    if manifest is not None:  # the listed sweeps only: nothing else under results/ reaches the tables
+        for sweep in manifest.sweeps:
+            csv_path = results_dir / sweep / "trials.csv"
+            if not csv_path.is_file():
+                problems.append(f"{manifest.path}: sweep {sweep!r} has no {csv_path}; run it, or remove it from "
+                                "the manifest")
+                continue
+            rows += _sweep_rows(csv_path, results_dir, problems)
+        return _frame(rows, problems, tracking_uri)
     with_csv = set()
     for csv_path in sorted(results_dir.glob("*/trials.csv")):
         sweep = csv_path.parent.name
@@ -259,6 +311,11 @@ def gather(results_dir: Path, tracking_uri: str | None = None) -> pd.DataFrame:
         row = _run_row(path, results_dir, problems)
         if row is not None:
             rows.append(row)
+    return _frame(rows, problems, tracking_uri)
+
+
+def _frame(rows: list[dict[str, Any]], problems: list[str], tracking_uri: str | None) -> pd.DataFrame:
+    """The gathered rows (plus MLflow's, once each) as one sorted, deduplicated frame; every problem at once."""
     if tracking_uri:
         from mlflow.tracking import MlflowClient
 
@@ -328,12 +385,18 @@ def build(results_dir: Path, tracking_uri: str | None = None) -> list[Path]:
     if not results_dir.is_dir():  # refused before the lock file would create anything
         return write_leaderboards(gather(results_dir, tracking_uri), results_dir / LEADERBOARD_DIR)
     with _locked(results_dir):  # gathered under the lock: a sweep finishing meanwhile waits, then rewrites
-        return write_leaderboards(gather(results_dir, tracking_uri), results_dir / LEADERBOARD_DIR)
+        frame = gather(results_dir, tracking_uri, read_manifest(results_dir))
+        return write_leaderboards(frame, results_dir / LEADERBOARD_DIR)
 
 
-def refresh(results_dir: Path | str) -> list[Path]:
-    """What a sweep calls when it finishes: rebuild the leaderboards; never fails the sweep."""
+def refresh(results_dir: Path | str, sweep: str | None = None) -> list[Path]:
+    """What a sweep calls when it finishes: rebuild the leaderboards if the manifest lists `sweep` (None:
+    rebuild regardless); never fails the sweep. Without a manifest a sweep changes no leaderboard file."""
     try:
+        if sweep is not None:
+            manifest = read_manifest(Path(results_dir))
+            if manifest is None or sweep not in manifest.sweeps:
+                return []
         return build(Path(results_dir))
     except Exception as exc:  # the sweep's own results are already written; a leaderboard must not undo that
         print(f"warning: leaderboards not refreshed ({exc}); fix that and run "

@@ -19,10 +19,11 @@ from orchestrator.config import Config, objective_pairs
 from orchestrator.fs import atomic_path
 from orchestrator.pareto import pareto_mask
 from orchestrator.recipes import BASELINES
-from orchestrator.tasks import TASKS, glue_score
+from orchestrator.tasks import TASKS, at_chance, glue_score
 
 METHOD_ORDER = recipes.METHODS  # baselines first, as the papers lay tables out
 BUDGETS = (50, 25, 10, 5)  # compression.md: best metric at or under this % of the base model
+CHANCE_MARK = " †"  # a cell no better than a constant prediction
 # (header, task, column): the GLUE columns as the papers report them. MNLI-mm is filled when a
 # trial reports `accuracy_mm` (the mismatched validation split); the loop evaluates matched only.
 GLUE_COLUMNS = (
@@ -267,7 +268,11 @@ def _method_table(frame: pd.DataFrame, columns: tuple[tuple[str, str, str], ...]
         by_task = {r["task"]: r for _, r in group.iterrows()}
         cells = [model, method]
         for _, task, column in columns:
-            cells.append(_pct(_cell(by_task[task], column, task)) if task in by_task else "–")
+            if task not in by_task:
+                cells.append("–")
+                continue
+            mark = CHANCE_MARK if at_chance(task, _num(by_task[task]["metric"])) else ""
+            cells.append(_pct(_cell(by_task[task], column, task)) + mark)
         if score:
             primaries: dict[str, float] = {}
             for task, r in by_task.items():
@@ -281,7 +286,10 @@ def _method_table(frame: pd.DataFrame, columns: tuple[tuple[str, str, str], ...]
         cells += [_kept(group, "params"), _kept(group, "flops"),
                   labels.pop() if len(labels) == 1 else "per task, see Sources"]
         rows.append(cells)
-    return _md_table(header, rows) + _sources(best)
+    marked = any(CHANCE_MARK in cell for row in rows for cell in row)
+    note = ["", f"{CHANCE_MARK.strip()} at or below the best constant prediction on that split (the majority "
+            "class, or chance): the trial learned nothing."] if marked else []
+    return _md_table(header, rows) + note + _sources(best)
 
 
 def glue_markdown(frame: pd.DataFrame) -> str:
@@ -362,7 +370,8 @@ def compression_markdown(frame: pd.DataFrame) -> str:
                         table.append([f"≤ {budget} %", "–", "–", "–", "–", "–", "–"])
                         continue
                     used.append(best)
-                    table.append([f"≤ {budget} %", f"{100 * best['metric']:.1f}", str(best["method.name"]),
+                    mark = CHANCE_MARK if at_chance(task, _num(best["metric"])) else ""
+                    table.append([f"≤ {budget} %", f"{100 * best['metric']:.1f}{mark}", str(best["method.name"]),
                                   config_label(best), _pct(best[cost] / best[f"base_{cost}"]),
                                   f"{best['sweep']}/{best['trial_id']}", str(best["date"])])
                 lines += [f"By {label}:", ""]

@@ -221,7 +221,7 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     if not smoke:  # smoke trials are full-budget too, but on a few dozen examples: keep them off the boards
         from orchestrator.leaderboard import refresh
 
-        refresh(Path(cfg.results_dir))
+        refresh(Path(cfg.results_dir), sweep=cfg.name)  # only when results/leaderboards/manifest.yaml lists it
     print(f"[{cfg.name}] {len(rows)} trials ({int(rows['full_budget'].sum()) if len(rows) else 0} full budget); "
           f"results in {sweep_dir}")
     return 0

@@ -51,6 +51,10 @@ def write_sweep(results: Path, name: str, rows: list[dict[str, Any]], mtime: flo
     (folder / "sweep.yaml").write_text(f"name: {name}\n")
     path = folder / "trials.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
+    for row in rows:  # each trial's own record of when it ran (the leaderboards' date)
+        trial_dir = folder / "trials" / str(row["trial_id"])
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        (trial_dir / "epochs.jsonl").write_text(json.dumps({"epoch": 1, "time": mtime}) + "\n")
     os.utime(path, (mtime, mtime))
     return path
 
@@ -58,14 +62,14 @@ def write_sweep(results: Path, name: str, rows: list[dict[str, Any]], mtime: flo
 def write_run(folder: Path, task: str, method: str, metrics: dict[str, Any], mtime: float = MAY_2,
               **method_keys: Any) -> None:
     """A finished `orchestrator.train` run: config.yaml, then metrics.json."""
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     config = {"name": folder.name, "task": task, "model": MODEL, "results_dir": "results",
               "method": {"name": method, "rank": 8, "decay_schedule": "cosine", "decay_end": 0.5,
                          "kd_weight": 0.25, **method_keys},
               "train": {"epochs": 2, "max_examples": 1000}, "search": {"objectives": ["metric:max"]}, "space": {}}
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     full = {"task": task, "method": method, "full_budget": True, "base_params": BASE_PARAMS, "base_flops": BASE_FLOPS,
-            **metrics}
+            "worker_start_unix": mtime, **metrics}
     (folder / "metrics.json").write_text(json.dumps(full))
     os.utime(folder / "metrics.json", (mtime, mtime))
 
@@ -247,7 +251,7 @@ def test_rerun_is_byte_identical_and_leaves_no_temporary_files(results: Path) ->
     assert second == first
     assert {p.name: p.read_bytes() for p in second} == contents
     assert sorted(p.name for p in (results / "leaderboards").iterdir()) == sorted(
-        [*contents, "trials.csv", "sweep.yaml"])  # the decoy sweep.yaml/trials.csv written by make_results
+        [*contents, "trials.csv", "sweep.yaml", "trials"])  # the decoy sweep written by make_results
     assert not list(results.rglob("*.tmp"))
 
 
@@ -348,3 +352,44 @@ def test_compression_reports_both_parameter_bases(tmp_path: Path) -> None:
     assert by_whole["≤ 10 %"]["method"] == "–" and by_whole["≤ 50 %"]["method"] == "–"
     assert by_encoder["≤ 10 %"]["method"] == "pc_lora"
     assert by_encoder["≤ 10 %"]["encoder parameters (no embeddings) kept %"] == "8.0"
+
+
+def test_dates_come_from_the_trials_own_record_not_file_times(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    csv = write_sweep(results, "dated", [trial("d1", "glue/sst2", "fft", {"accuracy": 0.9})], mtime=MAY_1)
+    now = datetime.now(timezone.utc).timestamp()
+    os.utime(csv, (now, now))  # a fresh clone: every file is new
+    assert leaderboard.gather(results).set_index("trial_id").loc["d1", "date"] == "2024-05-01"
+    (results / "dated" / "trials" / "d1" / "epochs.jsonl").unlink()
+    assert leaderboard.gather(results).set_index("trial_id").loc["d1", "date"] == "not recorded"
+
+
+def test_only_sweeps_in_the_manifest_reach_the_tables_and_only_they_refresh_them(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    write_sweep(results, "listed", [trial("l1", "glue/sst2", "fft", {"accuracy": 0.90})])
+    write_sweep(results, "quickstart", [trial("q1", "glue/sst2", "pc_lora", {"accuracy": 0.99})])
+    assert leaderboard.refresh(results, sweep="quickstart") == []  # no manifest: a sweep writes no board
+    assert not (results / "leaderboards").exists()
+    (results / "leaderboards").mkdir()
+    (results / "leaderboards" / "manifest.yaml").write_text("sweeps: [listed]\n")
+    assert leaderboard.refresh(results, sweep="quickstart") == []
+    assert sorted(p.name for p in (results / "leaderboards").iterdir()) == ["manifest.yaml"]
+    written = leaderboard.refresh(results, sweep="listed")
+    assert results / "leaderboards" / "glue.md" in written
+    text = (results / "leaderboards" / "glue.md").read_text()
+    assert "| 90.0 |" in text and "99.0" not in text  # the unlisted sweep's better trial is not on the board
+    (results / "leaderboards" / "manifest.yaml").write_text("sweeps: [listed, missing]\n")
+    with pytest.raises(ConfigError, match="sweep 'missing' has no"):
+        leaderboard.build(results)
+
+
+def test_a_cell_at_chance_is_marked(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    write_sweep(results, "s", [trial("f1", "glue/mrpc", "fft", {"accuracy": 0.80, "f1": 0.85}),
+                               trial("p1", "glue/mrpc", "pc_lora", {"accuracy": 0.684, "f1": 0.812})])
+    leaderboard.build(results)
+    text = (results / "leaderboards" / "glue.md").read_text()
+    pc_row = next(line for line in text.splitlines() if line.startswith("| bert-base-uncased | pc_lora"))
+    fft_row = next(line for line in text.splitlines() if line.startswith("| bert-base-uncased | fft"))
+    assert "68.4 †" in pc_row and "†" not in fft_row
+    assert "† at or below the best constant prediction" in text

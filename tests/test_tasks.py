@@ -602,3 +602,21 @@ def test_a_model_folder_without_tokenizer_files_is_refused(tmp_path, shared_mode
     with pytest.raises(ValueError, match="no usable tokenizer"):
         load_processor(str(tmp_path), get_task("glue/sst2"))
     assert len(load_processor(str(shared_models / "minilm-l6-h384"), get_task("glue/sst2"))) > 30000
+
+
+@pytest.mark.parametrize("name", ["glue/cola", "glue/sst2", "glue/mrpc", "glue/stsb", "glue/qnli", "cifar10"])
+def test_chance_scores_are_the_best_constant_prediction_on_the_local_split(name: str, shared_data: Path) -> None:
+    """The reports mark cells at or below these; they must be what a constant predictor really scores."""
+    import numpy as np
+
+    task = T.get_task(name)
+    if not (shared_data / task.local_dir).is_dir():
+        pytest.skip(f"no local copy of {name}")
+    labels = np.asarray(T.load_split(task, task.eval_split, shared_data)["label"])
+    if task.is_regression:
+        best = T.compute_metrics(task, np.full((len(labels), 1), labels.mean()), labels)[task.primary_metric]
+    else:
+        best = max(T.compute_metrics(task, np.eye(task.num_labels)[np.full(len(labels), c)], labels)[task.primary_metric]
+                   for c in range(task.num_labels))
+    assert T.CHANCE_SCORES[name] == pytest.approx(best, abs=1e-4)
+    assert T.at_chance(name, best) and not T.at_chance(name, best + 0.01)

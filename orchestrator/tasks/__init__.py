@@ -37,7 +37,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.tasks.registry import METRIC_NAMES, TASKS, DataError, TaskSpec, get_task
+from orchestrator.tasks.registry import (
+    CHANCE_SCORES,
+    METRIC_NAMES,
+    TASKS,
+    DataError,
+    TaskSpec,
+    at_chance,
+    get_task,
+)
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from orchestrator.tasks.cache import CACHE_VERSION, build_dataset, clear_memo
@@ -66,7 +74,7 @@ _LAZY: dict[str, str] = {
 }
 _MODULES = frozenset(("registry", "tables", "tsv", "loading", "metrics", "models", "data", "cache", "cli"))
 
-__all__ = ["CACHE_VERSION", "METRIC_NAMES", "TASKS", "DataError", "ImageCollator", "ImageDataset", "TaskSpec",
+__all__ = ["CACHE_VERSION", "CHANCE_SCORES", "at_chance", "METRIC_NAMES", "TASKS", "DataError", "ImageCollator", "ImageDataset", "TaskSpec",
            "TextCollator", "TextDataset", "build_dataset", "clear_memo", "compute_metrics", "describe",
            "get_task", "glue_score", "load_model", "load_processor", "load_split", "main", "stratified_subset"]
 

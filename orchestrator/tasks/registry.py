@@ -110,6 +110,27 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
 )}
 
 
+# The primary metric of the best constant prediction on each task's evaluation split (the majority class;
+# the mean score for STS-B, whose correlations are then 0; uniform chance on the balanced CIFAR test sets).
+# A trial at or below it has learned nothing: reports mark such cells. Measured on the GLUE dev and CIFAR
+# test files (tests/test_tasks.py checks them against ../shared/data); tasks absent here are not marked.
+CHANCE_SCORES: dict[str, float] = {
+    "glue/cola": 0.0,       # MCC of any constant prediction
+    "glue/sst2": 0.5092,    # 444 of 872 positive
+    "glue/mrpc": 0.7480,    # all "equivalent": accuracy 0.684, F1 0.812
+    "glue/stsb": 0.0,       # Pearson / Spearman of a constant
+    "glue/qnli": 0.5054,
+    "cifar10": 0.1,
+    "cifar100": 0.01,
+}
+
+
+def at_chance(task: str, metric: float | None) -> bool:
+    """Whether a primary-metric value is no better than the best constant prediction's on `task`."""
+    chance = CHANCE_SCORES.get(task)
+    return chance is not None and metric is not None and metric <= chance + 5e-4
+
+
 def get_task(name: str) -> TaskSpec:
     """The TaskSpec called `name`; ValueError naming the choices otherwise."""
     try:
