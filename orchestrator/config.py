@@ -54,6 +54,8 @@ MAX_CONFIG_BYTES = 10 * 2**20
 # Keys that may not be searched: where results go, how they are tracked, and what code may run.
 UNSEARCHABLE_PREFIXES = ("search.", "space.", "tracking.", "resources.")
 UNSEARCHABLE_KEYS = ("name", "results_dir", "trust_remote_code")
+# Folders results_dir may not be or lie in: running as root, a sweep would write (and prune) there.
+SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/lib", "/lib32", "/lib64")
 
 
 class ConfigError(ValueError):
@@ -417,6 +419,9 @@ def model_problem(ref: str, key: str) -> str | None:
 
 def _results_dir_problem(ref: str) -> str | None:
     """results_dir: a folder we can create (or an existing one) under which everything is written."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", ref):
+        return (f"results_dir: {_show(ref)} is a URI; object stores are not supported (the sweep writes plain "
+                "files and takes file locks): give a POSIX folder every node mounts, e.g. /shared/results")
     path = _expand(ref) if ref.strip() else None
     if path is None:
         return (f"results_dir: {_show(ref)} is not a usable folder path; give a folder such as results "
@@ -427,6 +432,10 @@ def _results_dir_problem(ref: str) -> str | None:
         return f"results_dir: {_show(ref)} cannot be resolved ({exc.__class__.__name__}); give another folder"
     if _is("exists", path) and not _is("is_dir", path):
         return f"results_dir: {_show(ref)} exists and is not a folder; give a folder such as results"
+    resolved = path.resolve()
+    if resolved == Path("/") or any(resolved == Path(d) or Path(d) in resolved.parents for d in SYSTEM_DIRS):
+        return (f"results_dir: {_show(ref)} is a system folder ({resolved}); a sweep writes and deletes files "
+                "there: give a folder of your own, such as results")
     return None
 
 
@@ -436,6 +445,35 @@ def validate(cfg: Config) -> list[str]:
     from orchestrator.validation import resource_problems, validate_space
 
     return _range_problems(cfg) + validate_space(cfg) + resource_problems(cfg)
+
+
+def _duplicate_key(node: yaml.Node | None) -> str | None:
+    """The first key given twice in one mapping of a composed YAML document, as a message; None if none.
+
+    YAML's last-one-wins would silently drop the first (a second `train:` section turning a
+    1,000-example run into a full-data one), so a config may not repeat a key.
+    """
+    stack = [node] if node is not None else []
+    visited: set[int] = set()  # aliases share nodes, and may be recursive (&a [*a])
+    while stack:
+        current = stack.pop()
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            seen: dict[tuple[str, str], int] = {}
+            for key_node, value_node in current.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = (key_node.tag, key_node.value)
+                    line = key_node.start_mark.line + 1
+                    if key in seen:
+                        return (f"key {_show(key_node.value)} appears twice in one section (lines {seen[key]} and "
+                                f"{line}); the second would replace the first: keep one")
+                    seen[key] = line
+                stack.append(value_node)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    return None
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -452,6 +490,9 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})"]) from None
     try:
+        duplicate = _duplicate_key(yaml.compose(data, Loader=yaml.SafeLoader))
+        if duplicate:
+            raise ConfigError([f"{path}: {duplicate}"])
         raw = yaml.safe_load(data)  # bytes: PyYAML detects UTF-8/16 and refuses undecodable input
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
@@ -492,8 +533,9 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None
     problems: list[str] = []
     raw = apply_overrides(raw, list(overrides or []), problems)
     cfg = _build(Config, raw, "", problems)
-    if not problems:  # range checks on a half-built config would repeat the type errors
-        problems += validate(cfg)
+    # Every problem at once: a value of the wrong type was left at its default by _build, so the range
+    # and resource checks below see only values that typed correctly and never repeat a type error.
+    problems += [p for p in validate(cfg) if p not in problems]
     if problems:
         raise ConfigError(problems, str(path) if path else None)
     if cfg.trust_remote_code:

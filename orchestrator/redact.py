@@ -17,9 +17,10 @@ SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"
 # Shorter values ("1", "true", a region name) are too common in ordinary text to be replaced everywhere.
 MIN_SECRET_LENGTH = 8
 
-# scheme://user:password@host -> scheme://user:***@host (the password may not hold '/', '@' or spaces:
-# RFC 3986 has them percent-encoded).
-_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?P<secret>[^/\s@]+)@")
+# scheme://user:password@host -> scheme://user:***@host. RFC 3986 wants '/' and '@' percent-encoded in a
+# password, but people paste them raw (postgresql://bob:Pg/Secret99@db, http://alice:p@ss@host): the secret
+# runs to the last '@' of the URI, so no part of it shows. A port (host:8080/...) is not a password.
+_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?!\d+(?:[/?#\s]|$))(?P<secret>\S+)@")
 # ?token=..., &password=..., ;api_key=..., X-Amz-Signature=..., Azure SAS sig=...
 _QUERY = re.compile(
     r"(?P<head>[?&;](?:[^=&;#\s]*(?:token|password|passwd|secret|key|auth|credential|signature)"

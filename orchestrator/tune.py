@@ -173,6 +173,10 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     preflight(cfg)
     sweep_dir = Path(cfg.results_dir) / cfg.name
     experiment = sweep_dir / TUNE_DIR
+    problem = fate_problem(sweep_dir, resume=resume)
+    if problem:  # decided before anything is written: no sweep.yaml overwritten, no orphan MLflow run
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     ensure_ray(cfg)
     gpu = use_gpu(cfg)
     parent_run_id = tracking.find_run(cfg, "sweep_role", "parent") if resume else None
@@ -188,17 +192,9 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
         # taking 1 CPU of its own would deadlock a 2-core machine (STACK.md).
         {"cpu": 0, "memory": 1, HEAD_RESOURCE: 0.001})
     if resume:
-        if not tune.Tuner.can_restore(str(experiment)):
-            print(f"error: --resume: no sweep to resume at {experiment}; run without --resume to start it",
-                  file=sys.stderr)
-            return 2
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
                                    restart_errored=True)
     else:
-        if tune.Tuner.can_restore(str(experiment)):
-            print(f"error: {experiment} already holds a sweep named {cfg.name!r}; pass --resume to continue it, "
-                  "or choose another name (--set name=...)", file=sys.stderr)
-            return 2
         explicit = first_points(cfg, prefer_config=False) if smoke else grid_points(cfg) if cfg.search.sampler == "grid" else None
         if explicit is not None:
             param_space, search_alg, num_samples = {"point": tune.grid_search(explicit)}, None, 1
@@ -225,6 +221,20 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     print(f"[{cfg.name}] {len(rows)} trials ({int(rows['full_budget'].sum()) if len(rows) else 0} full budget); "
           f"results in {sweep_dir}")
     return 0
+
+
+def fate_problem(sweep_dir: Path, *, resume: bool) -> str | None:
+    """Why this sweep may not start (or resume) in `sweep_dir`; None when it may. Checked before any write."""
+    from ray import tune
+
+    experiment = sweep_dir / TUNE_DIR
+    restorable = tune.Tuner.can_restore(str(experiment))
+    if resume and not restorable:
+        return f"--resume: no sweep to resume at {experiment}; run without --resume to start it"
+    if not resume and (restorable or (sweep_dir / "sweep.yaml").is_file()):
+        return (f"{sweep_dir} already holds a sweep named {sweep_dir.name!r}; pass --resume to continue it, "
+                "or choose another name (--set name=...)")
+    return None
 
 
 def reference_point(cfg: Config, trials: pd.DataFrame) -> list[float]:
