@@ -12,9 +12,12 @@ from pathlib import Path
 
 
 def after_epoch(rank: int, epoch: int) -> None:
-    """Rank 0 after its second epoch records its pid once, then waits (ORCH_TEST_PAUSE s) to be killed."""
+    """Rank 0 after its first epoch (index 0, checkpoint reported) records its pid once, then waits
+    (ORCH_TEST_PAUSE s) to be killed: the run then has an epoch left to train after it resumes. (After
+    the last epoch, as this hook once fired, a kill could land before or after the final checkpoint was
+    registered, and the resumed worker then had nothing to train: the resume test's flake.)"""
     pid_file = os.environ.get("ORCH_TEST_PID_FILE")
-    if not pid_file or rank != 0 or epoch != 1 or Path(pid_file).exists():
+    if not pid_file or rank != 0 or epoch != 0 or Path(pid_file).exists():
         return
     Path(pid_file).write_text(str(os.getpid()))
     time.sleep(float(os.environ.get("ORCH_TEST_PAUSE", "60")))

@@ -85,3 +85,23 @@ def test_a_sweep_that_may_not_start_writes_nothing(tmp_path: Path, monkeypatch: 
     assert tune.run_sweep(other, resume=True) == 2
     assert not (results / "never-ran").exists() and touched == []
     assert yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) == {"search": {"num_samples": 8}}
+
+
+def test_one_entry_point_runs_every_command_and_refuses_unknown_ones(shared_data: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    listing = run("orchestrator", "--help")
+    assert listing.returncode == 0 and all(c in listing.stdout for c in ("sweep", "train", "leaderboard", "ui", "tasks"))
+    new = run("orchestrator", "tasks", "describe", "glue/cola", "--data-dir", str(shared_data), "--json")
+    old = run("orchestrator.tasks", "describe", "glue/cola", "--data-dir", str(shared_data), "--json")
+    assert new.returncode == old.returncode == 0 and new.stdout == old.stdout
+    bad = run("orchestrator", "sweeep")
+    assert bad.returncode == 2 and "unknown command 'sweeep'" in bad.stderr
+    refused = run("orchestrator", "sweep", "--config", "/nonexistent.yaml")
+    assert refused.returncode == 2 and "does not exist" in refused.stderr
