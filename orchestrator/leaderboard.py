@@ -351,7 +351,8 @@ def _readme(tasks: list[str]) -> str:
              "Written by `python -m orchestrator.leaderboard` (and by every sweep when it finishes) from all "
              "finished trials under results/.", "",
              "- [GLUE](glue.md)", "- [CIFAR](cifar.md)",
-             "- [Compression: best metric at 50 / 25 / 10 / 5 % of the parameters and FLOPs](compression.md)", ""]
+             "- [Compression: best metric at 50 / 25 / 10 / 5 % of the parameters and FLOPs](compression.md)",
+             "- [All of it as one sortable page, with links to each trial](index.html)", ""]
     for task in tasks:
         lines += [f"## {task}", "", f"![{task}: metric against parameters and FLOPs]({task_slug(task)}.png)", ""]
     return "\n".join(lines)
@@ -369,7 +370,10 @@ def write_leaderboards(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     tasks = _task_order(frame["task"]) if len(frame) else []
     for task in tasks:
         plot_task(frame, task, out_dir / f"{task_slug(task)}.png")
-        written.append(out_dir / f"{task_slug(task)}.png")
+        written += [out_dir / f"{task_slug(task)}.png", out_dir / f"{task_slug(task)}.svg"]
+    from orchestrator.report_html import write_page
+
+    written.append(write_page(frame, out_dir.parent, out_dir))  # results/leaderboards -> results/
     _write_text(out_dir / "README.md", _readme(tasks))
     written.append(out_dir / "README.md")
     return sorted(written)

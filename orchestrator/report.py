@@ -461,8 +461,11 @@ def plot_task(frame: pd.DataFrame, task: str, path: Path) -> None:
         ax.set_ylabel(f"{task} {metric_name} ×100")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{task}: metric against parameters and FLOPs ({len(rows)} trials)")
+    fig.suptitle(f"{task}: metric against parameters and FLOPs ({len(rows)} trials; {budget_text(rows)})")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png", metadata={"Software": None})
+    # The same figure as SVG, for papers and the HTML page; a fixed hash salt keeps reruns byte-identical.
+    with matplotlib.rc_context({"svg.hashsalt": "leaderboard"}), atomic_path(path.with_suffix(".svg")) as tmp:
+        fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)

@@ -393,3 +393,37 @@ def test_a_cell_at_chance_is_marked(tmp_path: Path) -> None:
     fft_row = next(line for line in text.splitlines() if line.startswith("| bert-base-uncased | fft"))
     assert "68.4 †" in pc_row and "†" not in fft_row
     assert "† at or below the best constant prediction" in text
+
+
+def test_the_html_page_loads_sorts_and_links_each_cell_in_chromium(results: Path, tmp_path: Path) -> None:
+    """index.html: static, offline, no console error, sorted by the URL's #sort=, cells linked to trial files."""
+    import re
+    import shutil
+    import subprocess
+
+    chromium = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    if chromium is None:
+        pytest.skip("chromium not found; run .ci/setup (apt-get install chromium)")
+    written = leaderboard.build(results)
+    page = results / "leaderboards" / "index.html"
+    assert page in written and (results / "leaderboards" / "glue-cola.svg") in written
+    shot = tmp_path / "leaderboard.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--hide-scrollbars", "--window-size=1400,1200", f"--user-data-dir={tmp_path / 'profile'}",
+             "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", f"--screenshot={shot}", "--dump-dom"]
+    column = 2  # CoLA (MCC), after model and method
+    proc = subprocess.run([chromium, *flags, f"{page.as_uri()}#sort=glue:{column}:desc"], capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == []
+    dom = proc.stdout
+    assert f'data-sorted="glue:{column}:desc"' in dom
+    glue = dom.split('id="glue"')[1].split("</table>")[0]
+    keys = [float(v) for v in re.findall(r'<tr><td class="text">[^<]*</td><td class="text">[^<]*</td><td data-sort="([-\d.e]+)"', glue)]
+    assert len(keys) >= 3 and keys == sorted(keys, reverse=True)
+    links = re.findall(r'href="([^"]+/metrics\.json)"', dom)
+    assert links and all((page.parent / link).resolve().is_file() for link in links)
+    assert shot.stat().st_size > 20_000
+    print(f"screenshot: {shot}")
