@@ -18,9 +18,15 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one dotted key, typed like the field it sets, e.g. "
                              "--set method.rank=16 --set train.max_examples=2000 (repeatable)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show Ray's and transformers' own output (worker logs, Tune's status tables, load "
+                             "reports) besides this tool's lines")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    from orchestrator import console
+
+    console.set_verbose(bool(getattr(args, "verbose", False)))
     return load_config(args.config, args.overrides)
 
 

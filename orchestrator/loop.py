@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from transformers import get_linear_schedule_with_warmup
 
 from methods import kd_lora
-from orchestrator import asha, faults, tracking
+from orchestrator import asha, console, faults, tracking
 from orchestrator.config import Config, config_from_dict
 from orchestrator.measure import (  # noqa: F401 - evaluate and to_device are part of the loop's API
     evaluate,
@@ -151,6 +151,7 @@ def load_data(cfg: Config, recipe: Recipe, task: TaskSpec) -> dict[str, Any]:
 
 
 def set_up(loop: LoopConfig) -> Worker:
+    console.quiet_libraries()  # transformers' load reports and progress bars, unless --verbose
     cfg = config_from_dict(loop.config)
     recipe = get_recipe(cfg.method.name)
     ctx = ray.train.get_context()

@@ -41,6 +41,9 @@ def _meta_model(ref: str, task_name: str, trust_remote_code: bool = False) -> An
 
 def preflight(cfg: Config) -> None:
     """Refuse, before Ray starts, a rank larger than a target layer allows (every rank the space can draw)."""
+    from orchestrator import console
+
+    console.quiet_libraries()
     from orchestrator.recipes import get_recipe
     from orchestrator.records import SpaceDimension
     from orchestrator.search import methods_of
@@ -102,20 +105,22 @@ def ensure_teacher(cfg: Config) -> Path:
 LOCAL_RAY_START_ATTEMPTS = 3
 
 
-def ensure_ray(cfg: Config) -> None:
+def ensure_ray(cfg: Config, *, log_to_driver: bool = True) -> None:
+    """Ray for this process: the cluster RAY_ADDRESS names, else a local one. `log_to_driver=False` keeps
+    workers' output (and Ray's own warnings) in Ray's log files instead of this console."""
     import ray
 
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):  # under `ray job submit`, or a user pointing at a cluster
-        ray.init()
+        ray.init(log_to_driver=log_to_driver)
         return
     # A local Ray for this process; the dashboard is not needed for a local sweep. Its raylet must
     # register within a fixed window that a heavily loaded machine can miss ("timed out during
     # startup"); a second start then succeeds, so try again before giving up.
     for attempt in range(LOCAL_RAY_START_ATTEMPTS):
         try:
-            ray.init(include_dashboard=False)
+            ray.init(include_dashboard=False, log_to_driver=log_to_driver)
             return
         except Exception as exc:
             if "timed out during startup" not in str(exc) or attempt + 1 == LOCAL_RAY_START_ATTEMPTS:

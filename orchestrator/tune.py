@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator import asha, tracking
+from orchestrator import asha, console, tracking
 from orchestrator.config import (
     Config,
     config_from_dict,
@@ -26,6 +26,7 @@ from orchestrator.config import (
     with_method_defaults,
     with_values,
 )
+from orchestrator.console import ConsoleCallback
 from orchestrator.fs import atomic_path, atomic_write_text
 from orchestrator.pareto import hypervolume
 from orchestrator.records import DIVERGED, METRIC_COLUMNS, EarlyStopSpec, TrialFiles, read_metrics
@@ -177,7 +178,7 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     if problem:  # decided before anything is written: no sweep.yaml overwritten, no orphan MLflow run
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    ensure_ray(cfg)
+    ensure_ray(cfg, log_to_driver=console.verbose())  # worker output only with --verbose (console.py)
     gpu = use_gpu(cfg)
     parent_run_id = tracking.find_run(cfg, "sweep_role", "parent") if resume else None
     if parent_run_id is None:
@@ -207,8 +208,10 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
                                         max_concurrent_trials=max_concurrent(cfg, gpu),
                                         trial_dirname_creator=lambda trial: trial.trial_id,
                                         trial_name_creator=lambda trial: trial.trial_id),
-            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir), verbose=1,
-                                      callbacks=[ParentRunCallback(cfg, parent_run_id)]),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR, storage_path=str(sweep_dir), verbose=1 if console.verbose() else 0,
+                callbacks=[ParentRunCallback(cfg, parent_run_id),
+                           *([] if console.verbose() else [ConsoleCallback(cfg, num_samples * len(explicit or [0]))])]),
         )
     grid = tuner.fit()
     rows = collect_rows(cfg, grid)
@@ -218,8 +221,8 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
         from orchestrator.leaderboard import refresh
 
         refresh(Path(cfg.results_dir), sweep=cfg.name)  # only when results/leaderboards/manifest.yaml lists it
-    print(f"[{cfg.name}] {len(rows)} trials ({int(rows['full_budget'].sum()) if len(rows) else 0} full budget); "
-          f"results in {sweep_dir}")
+    for line in console.summary(cfg, rows, front_of(cfg, rows) if len(rows) else rows, sweep_dir):
+        print(f"[{cfg.name}] {line}")
     return 0
 
 

@@ -89,6 +89,13 @@ def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) ->
     trials = check_outputs(tmp_path / "quickstart-smoke", {"pc_lora", "kd_lora"})
     pc = trials[trials["method.name"] == "pc_lora"].iloc[0]
     assert pc["params"] < pc["base_params"] and pc["flops"] < pc["base_flops"]
+    # The console is the tool's own lines: one per epoch and per finished trial, tagged with the trial id;
+    # no transformers load reports or Tune status tables without --verbose.
+    out = proc.stdout
+    for trial_id in trials["trial_id"]:
+        assert f"[quickstart-smoke] {trial_id} " in out and f"{trial_id} " in out.split("Pareto front")[0]
+    assert "trials 2/2 done (2 complete)" in out and "2 trials: 2 complete" in out
+    assert "LOAD REPORT" not in out + proc.stderr and "Trial status:" not in out
 
 
 def test_driver_killed_then_resume_runs_every_trial_once(tmp_path: Path, shared_models, shared_data,

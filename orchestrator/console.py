@@ -1,0 +1,155 @@
+"""What a person sees while a sweep runs: one line per epoch and per finished trial, tagged with the trial
+id, and a progress line; Ray's and transformers' own output only with `--verbose`.
+
+Without --verbose the sweep's Ray runs with `log_to_driver=False` (worker prints, Ray Train's and
+PlacementGroupCleaner's warnings, transformers' load reports stay in Ray's log files) and Tune's status
+tables are off; these lines come from the results the trials report to Tune instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from typing import Any
+
+VERBOSE_ENV = "ORCH_VERBOSE"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def set_verbose(on: bool) -> None:
+    """Set for this process and the local Ray it starts (workers inherit the environment)."""
+    os.environ[VERBOSE_ENV] = "1" if on else "0"
+
+
+def quiet_libraries() -> None:
+    """transformers' load reports, progress bars and deprecation warnings off (unless --verbose)."""
+    if verbose():
+        return
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _number(result: dict[str, Any], key: str) -> float | None:
+    value = result.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        return None
+    return float(value)
+
+
+def _pct(part: float | None, whole: float | None) -> str:
+    return "?" if part is None or not whole else f"{100 * part / whole:.1f} %"
+
+
+def epoch_line(trial_id: str, method: str, result: dict[str, Any], epochs: int) -> str:
+    """`712f8bfa pc_lora epoch 2/3 loss 0.41 acc 0.733 λ 0.12`."""
+    parts = [trial_id, method, f"epoch {result.get('epoch', '?')}/{epochs}"]
+    loss, metric, lam = _number(result, "loss"), _number(result, "metric"), _number(result, "lambda")
+    if loss is not None:
+        parts.append(f"loss {loss:.4f}")
+    if metric is not None:
+        parts.append(f"{result.get('metric_name', 'metric')} {metric:.4f}")
+    if lam is not None:
+        parts.append(f"λ {lam:.3f}")
+    if result.get("diverged"):
+        parts.append("DIVERGED (non-finite loss)")
+    return " ".join(parts)
+
+
+def trial_line(trial_id: str, method: str, label: str, result: dict[str, Any], status: str, seconds: float) -> str:
+    """`712f8bfa pc_lora r=8, sine to 0.8 acc 0.733 params 54.7 % (enc 4.7 %) FLOPs 5.8 % 4.0 min complete`."""
+    metric = _number(result, "metric")
+    shown = "no metric" if metric is None else f"{result.get('metric_name', 'metric')} {metric:.4f}"
+    sizes = (f"params {_pct(_number(result, 'params'), _number(result, 'base_params'))} "
+             f"(enc {_pct(_number(result, 'params_no_embeddings'), _number(result, 'base_params_no_embeddings'))}) "
+             f"FLOPs {_pct(_number(result, 'flops'), _number(result, 'base_flops'))}")
+    return f"{trial_id} {method} {label} {shown} {sizes} {seconds / 60:.1f} min {status}"
+
+
+def progress_line(counts: dict[str, int], total: int, best: float | None, started: float) -> str:
+    """`trials 5/8 done (3 complete, 1 stopped, 1 diverged), 2 running; best metric 0.8312; 6.2 min, ETA 3.7 min`."""
+    done = sum(counts.get(k, 0) for k in ("complete", "stopped", "diverged", "error"))
+    detail = ", ".join(f"{counts[k]} {k}" for k in ("complete", "stopped", "diverged", "error") if counts.get(k))
+    elapsed = time.time() - started
+    eta = f", ETA {elapsed / done * (total - done) / 60:.1f} min" if 0 < done < total else ""
+    best_text = "" if best is None else f"; best metric {best:.4f}"
+    return (f"trials {done}/{total} done ({detail or 'none yet'}), {counts.get('running', 0)} running"
+            f"{best_text}; {elapsed / 60:.1f} min{eta}")
+
+
+class ConsoleCallback:
+    """A Tune callback printing `epoch_line` per report and `trial_line` + `progress_line` per finished trial."""
+
+    def __new__(cls, cfg: Any, total: int) -> Any:  # subclass ray's Callback lazily (Ray imported late)
+        from ray.tune import Callback
+
+        from orchestrator import recipes
+        from orchestrator.config import flat_scalars, with_values
+
+        def describe(trial: Any) -> tuple[str, str]:
+            config = trial.config or {}
+            trial_cfg = with_values(cfg, dict(config.get("point", config)))
+            return trial_cfg.method.name, recipes.label(flat_scalars(trial_cfg.to_dict()))
+
+        class _Callback(Callback):
+            def __init__(self) -> None:
+                self.started, self.begun, self.best = time.time(), {}, None
+                self.counts: dict[str, int] = {}
+
+            def _print(self, text: str) -> None:
+                print(f"[{cfg.name}] {text}", flush=True)
+
+            def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                self.begun[trial.trial_id] = time.time()
+
+            def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+                if "epoch" in result:
+                    self._print(epoch_line(trial.trial_id, describe(trial)[0], result, cfg.train.epochs))
+
+            def _finished(self, trials: list, trial: Any, error: bool) -> None:
+                from orchestrator.tune import trial_status
+
+                result = trial.last_result or {}
+                status = trial_status(result, "error" if error else None, bool(result.get("full_budget")))
+                self.counts[status] = self.counts.get(status, 0) + 1
+                metric = _number(result, "metric")
+                if status == "complete" and metric is not None:
+                    self.best = metric if self.best is None else max(self.best, metric)
+                method, label = describe(trial)
+                seconds = time.time() - self.begun.get(trial.trial_id, self.started)
+                self._print(trial_line(trial.trial_id, method, label, result, status, seconds))
+                self.counts["running"] = sum(1 for t in trials if t.status == "RUNNING" and t is not trial)
+                self._print(progress_line(self.counts, total, self.best, self.started))
+
+            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                self._finished(trials, trial, error=False)
+
+            def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                self._finished(trials, trial, error=True)
+
+        return _Callback()
+
+
+def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any) -> list[str]:
+    """The closing lines of a sweep: what happened to each trial, the front, the files, the commands."""
+    from orchestrator import recipes
+
+    counts = trials["status"].value_counts().to_dict() if len(trials) else {}
+    lines = [f"{len(trials)} trials: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none")]
+    if len(front):
+        lines.append(f"Pareto front ({len(front)} of {int(trials['full_budget'].sum())} full-budget trials):")
+        for _, row in front.iterrows():
+            result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            lines.append("  " + trial_line(str(row["trial_id"]), str(row["method.name"]), recipes.label(row), result,
+                                           "", float(row.get("train_seconds") or 0)).rstrip())
+    lines += [f"files: {sweep_dir}/trials.csv, pareto.csv, pareto.md, pareto.png",
+              f"MLflow UI: python -m orchestrator ui --results {cfg.results_dir}"]
+    return lines

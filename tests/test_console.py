@@ -1,0 +1,41 @@
+"""The console lines a person reads during a sweep (orchestrator/console.py): pure formatting."""
+
+from __future__ import annotations
+
+import time
+
+from orchestrator import console
+
+RESULT = {"epoch": 2, "loss": 0.41234, "metric": 0.7333, "metric_name": "accuracy", "lambda": 0.125,
+          "params": 547, "base_params": 1000, "params_no_embeddings": 47, "base_params_no_embeddings": 1000,
+          "flops": 58, "base_flops": 1000}
+
+
+def test_epoch_line_names_the_trial_and_what_moved() -> None:
+    line = console.epoch_line("712f8bfa", "pc_lora", RESULT, epochs=3)
+    assert line == "712f8bfa pc_lora epoch 2/3 loss 0.4123 accuracy 0.7333 λ 0.125"
+    diverged = console.epoch_line("a", "fft", {"epoch": 1, "loss": float("nan"), "diverged": True}, epochs=3)
+    assert diverged == "a fft epoch 1/3 DIVERGED (non-finite loss)"
+
+
+def test_trial_line_gives_both_parameter_bases_and_time() -> None:
+    line = console.trial_line("712f8bfa", "pc_lora", "r=8", RESULT, "complete", 240.0)
+    assert line == "712f8bfa pc_lora r=8 accuracy 0.7333 params 54.7 % (enc 4.7 %) FLOPs 5.8 % 4.0 min complete"
+    assert "no metric" in console.trial_line("b", "kd_lora", "–", {"metric": None}, "diverged", 1.0)
+
+
+def test_progress_line_counts_and_estimates_what_is_left() -> None:
+    started = time.time() - 600
+    line = console.progress_line({"complete": 3, "stopped": 1, "running": 2}, 8, 0.83, started)
+    assert line.startswith("trials 4/8 done (3 complete, 1 stopped), 2 running; best metric 0.8300; 10.0 min")
+    assert "ETA 10.0 min" in line
+    assert "ETA" not in console.progress_line({"complete": 8}, 8, None, started)
+
+
+def test_verbose_travels_in_the_environment(monkeypatch) -> None:
+    monkeypatch.delenv(console.VERBOSE_ENV, raising=False)
+    assert not console.verbose()
+    console.set_verbose(True)
+    assert console.verbose()
+    console.set_verbose(False)
+    assert not console.verbose()
