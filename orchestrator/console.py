@@ -8,6 +8,7 @@ tables are off; these lines come from the results the trials report to Tune inst
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -36,6 +37,9 @@ def quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+    # Tune's legacy reporter at verbose=0 prints nothing; the new one still prints its configuration box.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
 def _number(result: dict[str, Any], key: str) -> float | None:

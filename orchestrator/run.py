@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -112,15 +113,17 @@ def ensure_ray(cfg: Config, *, log_to_driver: bool = True) -> None:
 
     if ray.is_initialized():
         return
+    # Ray's own INFO/WARNING lines ("Started a local Ray instance", the token notice) only with --verbose.
+    quiet = {} if log_to_driver else {"logging_level": logging.ERROR}
     if os.environ.get("RAY_ADDRESS"):  # under `ray job submit`, or a user pointing at a cluster
-        ray.init(log_to_driver=log_to_driver)
+        ray.init(log_to_driver=log_to_driver, **quiet)
         return
     # A local Ray for this process; the dashboard is not needed for a local sweep. Its raylet must
     # register within a fixed window that a heavily loaded machine can miss ("timed out during
     # startup"); a second start then succeeds, so try again before giving up.
     for attempt in range(LOCAL_RAY_START_ATTEMPTS):
         try:
-            ray.init(include_dashboard=False, log_to_driver=log_to_driver)
+            ray.init(include_dashboard=False, log_to_driver=log_to_driver, **quiet)
             return
         except Exception as exc:
             if "timed out during startup" not in str(exc) or attempt + 1 == LOCAL_RAY_START_ATTEMPTS:
