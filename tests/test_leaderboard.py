@@ -266,7 +266,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
 
 def test_empty_results_write_empty_tables(tmp_path: Path) -> None:
     written = leaderboard.build(tmp_path)
-    assert [p.name for p in written] == ["README.md", "cifar.md", "compression.md", "glue.md"]
+    assert [p.name for p in written] == ["README.md", "cifar.md", "compression.md", "glue.md", "index.html"]
     assert "No finished full-budget trial of these tasks yet." in (tmp_path / "leaderboards" / "glue.md").read_text()
 
 
@@ -293,7 +293,8 @@ def test_bad_inputs_are_refused_with_the_file_named(tmp_path: Path, capsys: pyte
 def test_main_prints_what_it_wrote(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert leaderboard.main(["--results", str(results)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert f"wrote {results / 'leaderboards' / 'glue.md'}" in out and len(out) == 10
+    # 3 tables, README, index.html and a PNG + SVG per task (6 tasks)
+    assert f"wrote {results / 'leaderboards' / 'glue.md'}" in out and len(out) == 5 + 2 * 6
 
 
 def test_refresh_writes_the_leaderboards(results: Path) -> None:
