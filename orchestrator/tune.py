@@ -159,17 +159,9 @@ def make_searcher(cfg: Config) -> Any:
     metrics, modes = [m for m, _ in pairs], [d for _, d in pairs]
     # Every method of the space is tried first (at the config's own values), so a small sweep cannot
     # leave a method off the front by the luck of the draw.
-    seeds = [optuna_names(cfg, p) for p in first_points(cfg, prefer_config=True)] if METHOD_KEY in cfg.space else None
+    seeds = first_points(cfg, prefer_config=True) if METHOD_KEY in cfg.space else None
     return OptunaSearch(space=functools.partial(sample_point, cfg=cfg), metric=metrics if len(pairs) > 1 else metrics[0],
                         mode=modes if len(pairs) > 1 else modes[0], sampler=sampler, points_to_evaluate=seeds)
-
-
-def optuna_names(cfg: Config, point: dict[str, Any]) -> dict[str, Any]:
-    """A point keyed as Optuna's define-by-run space names its parameters (`train.lr[pc_lora]` for a
-    per-method dimension), so that an enqueued first point is the one the trial draws."""
-    method = point.get(METHOD_KEY, cfg.method.name)
-    dims = {d.key: d for d in dimensions(cfg)}
-    return {(dims[k].optuna_name(method) if k in dims else k): v for k, v in point.items()}
 
 
 def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:

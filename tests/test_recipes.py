@@ -242,21 +242,3 @@ def test_pc_lora_with_the_fine_tuned_teacher_adds_logit_kd_on_padded_batches(tmp
     t_own = pc_lora.teacher_forward(model, input_ids=batch["input_ids"], attention_mask=mask)
     feature_own = pc_lora.feature_kd_loss(out.hidden_states[1:], t_own.hidden_states[1:], mask)
     assert loss_own.item() == pytest.approx((0.75 * out.loss + 0.25 * feature_own).item(), rel=1e-5)
-
-
-def test_a_sweeps_first_points_reach_optuna_under_the_names_it_draws() -> None:
-    """Enqueued seeds must use the per-method parameter names, or Optuna samples the learning rate instead."""
-    import optuna
-
-    from orchestrator.tune import first_points, optuna_names
-
-    cfg = load_config(None, base={**BASE, "space": {
-        "method.name": {"choice": ["fft", "pc_lora"]},
-        "train.lr": {"per_method": {"fft": {"loguniform": [2e-5, 1e-4]}, "pc_lora": {"loguniform": [5e-4, 3e-3]}}}}})
-    seeds = [optuna_names(cfg, p) for p in first_points(cfg, prefer_config=True)]
-    assert seeds == [{"method.name": "fft", "train.lr[fft]": 5e-5}, {"method.name": "pc_lora", "train.lr[pc_lora]": 2e-3}]
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for seed in seeds:
-        study.enqueue_trial(seed)
-    drawn = [sample_point(study.ask(), cfg) for _ in seeds]
-    assert drawn == [{"method.name": "fft", "train.lr": 5e-5}, {"method.name": "pc_lora", "train.lr": 2e-3}]
