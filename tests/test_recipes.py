@@ -242,3 +242,19 @@ def test_pc_lora_with_the_fine_tuned_teacher_adds_logit_kd_on_padded_batches(tmp
     t_own = pc_lora.teacher_forward(model, input_ids=batch["input_ids"], attention_mask=mask)
     feature_own = pc_lora.feature_kd_loss(out.hidden_states[1:], t_own.hidden_states[1:], mask)
     assert loss_own.item() == pytest.approx((0.75 * out.loss + 0.25 * feature_own).item(), rel=1e-5)
+
+
+def test_a_sweeps_first_points_are_keyed_by_config_keys() -> None:
+    """Ray's OptunaSearch hands a points_to_evaluate entry to the trial as its config, so a seeded point
+    must use dotted config keys (an Optuna name like `train.lr[kd_lora]` failed every seeded trial)."""
+    from orchestrator.config import field_type
+    from orchestrator.tune import first_points
+
+    cfg = load_config("search_spaces/quickstart.yaml") if Path("search_spaces/quickstart.yaml").is_file() else None
+    cfg = cfg or load_config(REPO / "search_spaces" / "quickstart.yaml")
+    points = first_points(cfg, prefer_config=True)
+    assert {p["method.name"] for p in points} == {"pc_lora", "kd_lora"}
+    for point in points:
+        for key in point:
+            field_type(key)  # KeyError for anything but a config key
+        assert point["train.lr"] == recipes.get_recipe(point["method.name"]).defaults["train.lr"]
