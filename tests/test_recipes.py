@@ -250,8 +250,7 @@ def test_a_sweeps_first_points_are_keyed_by_config_keys() -> None:
     from orchestrator.config import field_type
     from orchestrator.tune import first_points
 
-    cfg = load_config("search_spaces/quickstart.yaml") if Path("search_spaces/quickstart.yaml").is_file() else None
-    cfg = cfg or load_config(REPO / "search_spaces" / "quickstart.yaml")
+    cfg = load_config(REPO / "search_spaces" / "quickstart.yaml")
     points = first_points(cfg, prefer_config=True)
     assert {p["method.name"] for p in points} == {"pc_lora", "kd_lora"}
     for point in points:
