@@ -99,8 +99,9 @@ class ConsoleCallback:
         from orchestrator.config import flat_scalars, with_values
 
         def describe(trial: Any) -> tuple[str, str]:
-            config = trial.config or {}
-            trial_cfg = with_values(cfg, dict(config.get("point", config)))
+            from orchestrator.search import trial_point
+
+            trial_cfg = with_values(cfg, trial_point(trial.config))
             return trial_cfg.method.name, recipes.label(flat_scalars(trial_cfg.to_dict()))
 
         class _Callback(Callback):

@@ -32,6 +32,19 @@ def methods_of(cfg: Config) -> list[str]:
         else [cfg.method.name]
 
 
+def trial_point(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The point of a Tune trial's config, keyed by dotted config keys.
+
+    A grid trial's config is {"point": {...}}. Ray's OptunaSearch merges the values Optuna captured under
+    its own parameter names into what `sample_point` returns, so a per-method dimension also arrives as
+    `train.lr[pc_lora]`; those names are not config keys and are dropped (the same value is under `train.lr`).
+    """
+    if not config:
+        return {}
+    point = config.get("point", config)
+    return {k: v for k, v in point.items() if "[" not in k}
+
+
 def sample_point(trial: Any, cfg: Config) -> dict[str, Any]:
     """Define-by-run space for Optuna: draws one point, a dict of dotted keys to values."""
     point: dict[str, Any] = {}

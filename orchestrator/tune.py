@@ -40,6 +40,7 @@ from orchestrator.search import (
     grid_points,
     methods_of,
     sample_point,
+    trial_point,
 )
 
 TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
@@ -85,7 +86,7 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str |
 
     from orchestrator.run import fit
 
-    point = config.get("point", config)
+    point = trial_point(config)
     cfg = with_values(config_from_dict(base), point)
     trial_id = tune.get_context().get_trial_id()
     sweep_dir = Path(cfg.results_dir) / cfg.name
@@ -317,7 +318,7 @@ def trial_status(metrics: dict[str, Any], error: Any, full: bool) -> str:
 
 
 def _point_of(config: dict[str, Any]) -> dict[str, Any]:
-    return dict(config.get("point", config)) if config else {}
+    return trial_point(config)
 
 
 def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:

@@ -257,3 +257,15 @@ def test_a_sweeps_first_points_are_keyed_by_config_keys() -> None:
         for key in point:
             field_type(key)  # KeyError for anything but a config key
         assert point["train.lr"] == recipes.get_recipe(point["method.name"]).defaults["train.lr"]
+
+
+def test_a_trials_point_drops_the_names_optuna_captured() -> None:
+    """Ray's OptunaSearch returns {**captured Optuna params, **sample_point(...)}: a per-method dimension then
+    arrives twice, as `train.lr[pc_lora]` and `train.lr`; only the config key may reach with_values."""
+    from orchestrator.search import trial_point
+
+    config = {"method.name": "pc_lora", "train.lr[pc_lora]": 2e-3, "train.lr": 2e-3, "method.rank": 8}
+    point = trial_point(config)
+    assert point == {"method.name": "pc_lora", "train.lr": 2e-3, "method.rank": 8}
+    assert with_values(load_config(None, base=BASE), point).train.lr == 2e-3
+    assert trial_point({"point": {"method.rank": 4}}) == {"method.rank": 4} and trial_point(None) == {}
