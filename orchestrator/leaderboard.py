@@ -343,7 +343,6 @@ def _frame(rows: list[dict[str, Any]], problems: list[str], tracking_uri: str | 
 _atomic = atomic_path
 
 
-_write_text = atomic_write_text
 
 
 def _readme(tasks: list[str]) -> str:
@@ -365,7 +364,7 @@ def write_leaderboards(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     written = []
     for name, text in (("glue.md", glue_markdown(frame)), ("cifar.md", cifar_markdown(frame)),
                        ("compression.md", compression_markdown(frame))):
-        _write_text(out_dir / name, text)
+        atomic_write_text(out_dir / name, text)
         written.append(out_dir / name)
     tasks = _task_order(frame["task"]) if len(frame) else []
     for task in tasks:
@@ -374,7 +373,7 @@ def write_leaderboards(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     from orchestrator.report_html import write_page
 
     written.append(write_page(frame, out_dir.parent, out_dir))  # results/leaderboards -> results/
-    _write_text(out_dir / "README.md", _readme(tasks))
+    atomic_write_text(out_dir / "README.md", _readme(tasks))
     written.append(out_dir / "README.md")
     return sorted(written)
 

@@ -45,11 +45,6 @@ from orchestrator.recipes import Recipe, StepInputs, get_recipe
 from orchestrator.records import EarlyStopSpec, LoopConfig, RunMetrics, TrialFiles
 from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_task, load_processor
 
-# Kept for importers of the old names.
-TEACHER_LOGITS_FILE = TrialFiles.TEACHER_LOGITS
-STATE_FILE = TrialFiles.STATE
-EPOCHS_FILE = TrialFiles.EPOCHS
-
 
 def student_reference(cfg: Config) -> str:
     """The model whose tokenizer/processor feeds the trained network (a cut teacher keeps the teacher's)."""

@@ -5,6 +5,7 @@ Adding a method is one new file here that defines `RECIPE` (see base.py) and one
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -28,6 +29,7 @@ def get_recipe(name: str) -> Recipe:
         raise ValueError(f"method.name: unknown method {name!r}; choose one of {', '.join(METHODS)}") from None
 
 
+@functools.cache  # the recipes are fixed at import; applies() asks for every key of every trial
 def method_specific_keys() -> dict[str, tuple[str, ...]]:
     """dotted key -> the methods it applies to, for every key some recipe claims (others apply to all)."""
     owners: dict[str, list[str]] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.recipes.base import Recipe
@@ -50,11 +49,6 @@ class LoRA(Recipe):
         from methods import baselines
 
         return baselines.merge_lora(raw_model)
-
-    def save(self, model: nn.Module, path: Path) -> None:
-        from methods import baselines
-
-        baselines.save_model(model, path)
 
     def label(self, row: Mapping[str, Any]) -> str:
         from orchestrator.recipes.base import present_settings
