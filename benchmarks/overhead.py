@@ -73,7 +73,7 @@ def bare_loop(cfg: Any) -> dict[str, Any]:
     torch.set_num_threads(max(1, cfg.resources.cpus_per_worker))
     task, recipe = get_task(cfg.task), get_recipe(cfg.method.name)
     seed_everything(cfg.train.seed)
-    train_set = load_data(cfg, recipe, task)
+    train_set = load_data(cfg, recipe, task, device)
     raw_model = recipe.build_model(cfg, task, None).to(device)
     sampler = DistributedSampler(train_set["train_set"], num_replicas=1, rank=0, shuffle=True, seed=cfg.train.seed)
     loader = DataLoader(train_set["train_set"], batch_size=cfg.train.batch_size, sampler=sampler,

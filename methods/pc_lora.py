@@ -44,6 +44,11 @@ _HEAD = re.compile(r"(^|\.)(classifier|pooler|head|heads|score)(\.|$)")
 # word/position/token-type embeddings, ViT/Dinov2 patch embeddings, DeBERTa's rel_embeddings.
 _EMBEDDING = re.compile(r"(^|\.)[^.]*embed[^.]*(\.|$)")
 
+# How the adapters start: `zero` is the paper's (B = C = 0, the adapters learn W's job from nothing);
+# `svd` starts them at W's best rank-r approximation (PiSSA's split, Meng et al. 2024, arXiv 2404.02948),
+# so that at λ = 0 the network begins at the truncated original instead of at W-less noise.
+ADAPTER_INITS = ("zero", "svd")
+
 _CONFIG_FILE = "config.json"
 _WEIGHTS_FILE = "model.safetensors"
 _PC_LORA_FILE = "pc_lora.json"
@@ -57,7 +62,7 @@ class PCLoRALinear(nn.Module):
     train. ``lam`` is a plain float that the training loop sets each step (:func:`set_lambda`).
     """
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None) -> None:
+    def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None, init: str = "zero") -> None:
         super().__init__()
         self.base: nn.Linear | None = base
         self.in_features = base.in_features
@@ -77,13 +82,43 @@ class PCLoRALinear(nn.Module):
         self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, **kw))
         self.lora_B = nn.Parameter(torch.empty(self.out_features, rank, **kw))
         self.lora_C = nn.Parameter(torch.empty(self.out_features, **kw))
+        # The adapter's starting value under `svd` init, frozen (None under `zero`): the original term
+        # becomes λ·(W x + b − start(x)), so at λ = 1 the layer still computes exactly W x + b.
+        # Not in the state dict: it is recomputed from W by attach(), and deleted with W.
+        self.start: tuple[Tensor, Tensor, Tensor] | None = None
+        if init not in ADAPTER_INITS:
+            raise ValueError(f"init={init!r}: choose one of {', '.join(ADAPTER_INITS)}")
         self.reset_parameters()
+        if init == "svd":
+            self._start_from_svd()
 
     def reset_parameters(self) -> None:
         """A as in PEFT/litgpt (kaiming-uniform, a=√5); B and C zero, so at λ = 1 the layer is W x + b."""
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B)
         nn.init.zeros_(self.lora_C)
+
+    @torch.no_grad()
+    def _start_from_svd(self) -> None:
+        """A, B = the top-r singular triplets of W split as √σ on each side; C = b."""
+        base = self.base
+        assert base is not None
+        u, sigma, vh = torch.linalg.svd(base.weight.float(), full_matrices=False)
+        root = sigma[: self.rank].sqrt()
+        a = root[:, None] * vh[: self.rank]
+        b = u[:, : self.rank] * root[None, :] / self.scaling  # scaling·B A = U_r Σ_r V_rᵀ
+        c = base.bias.float() if base.bias is not None else torch.zeros(self.out_features, device=a.device)
+        for param, value in ((self.lora_A, a), (self.lora_B, b), (self.lora_C, c)):
+            param.copy_(value)
+        self.start = tuple(t.detach().clone() for t in (self.lora_A, self.lora_B, self.lora_C))
+
+    def _apply(self, fn: Any, recurse: bool = True) -> PCLoRALinear:
+        # .to(device/dtype) moves the frozen start with the parameters (it is not a registered buffer,
+        # so that state dicts and checkpoints stay the paper's A, B, C).
+        super()._apply(fn, recurse)
+        if self.start is not None:
+            self.start = tuple(fn(t) for t in self.start)
+        return self
 
     @property
     def lam(self) -> float:
@@ -111,6 +146,9 @@ class PCLoRALinear(nn.Module):
             # W x + b is not computed at all: training after λ reaches 0 costs only the adapter.
             return self.adapter(x)
         out = self.base(x)
+        if self.adapter_enabled and self.start is not None:
+            a, b, c = self.start
+            out = out - F.linear(F.linear(x, a) * self.scaling, b, c)
         if self._lam != 1.0:
             out = self._lam * out
         return out + self.adapter(x) if self.adapter_enabled else out
@@ -118,12 +156,14 @@ class PCLoRALinear(nn.Module):
     def drop_base(self) -> None:
         """Delete the original W and b (λ becomes 0 for good). Idempotent."""
         self.base = None
+        self.start = None
         self._lam = 0.0
 
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, "
             f"scaling={self.scaling}, lam={self._lam}, base={'kept' if self.base is not None else 'dropped'}"
+            + (", init=svd" if self.start is not None else "")
         )
 
 
@@ -199,26 +239,31 @@ def attach(
     *,
     alpha: float | None = None,
     target_patterns: Sequence[str] | None = None,
+    init: str = "zero",
 ) -> list[str]:
     """Replace every target ``nn.Linear`` of ``model`` by a :class:`PCLoRALinear`, in place.
 
     Targets are chosen by :func:`find_targets`. Afterwards only the adapters (A, B, C) and the task
     head (modules named ``classifier``, ``pooler``, ``head``, ``score``) train, as in the paper:
     embeddings, norms and the original weights are frozen. ``alpha`` defaults to ``rank``
-    (scaling 1). Returns the names of the replaced modules. Nothing changes if it raises.
+    (scaling 1). ``init`` is how the adapters start (:data:`ADAPTER_INITS`): ``zero``, the paper's, or
+    ``svd``, W's top-r singular triplets with C = b and λ scaling the remainder, so that the layer is
+    W x + b at λ = 1 either way. Returns the names of the replaced modules. Nothing changes if it raises.
     """
     if pc_lora_layers(model):
         raise ValueError("the model already has PC-LoRA layers; attach() it once")
     errors = rank_errors(model, rank, target_patterns=target_patterns)
     if alpha is not None and not alpha > 0:
         errors.append(f"alpha={alpha!r} must be > 0")
+    if init not in ADAPTER_INITS:
+        errors.append(f"init={init!r}: choose one of {', '.join(ADAPTER_INITS)}")
     if errors:
         raise ValueError("; ".join(errors))
     targets = find_targets(model, target_patterns)
     for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
-        setattr(parent, child, PCLoRALinear(getattr(parent, child), rank, alpha))
+        setattr(parent, child, PCLoRALinear(getattr(parent, child), rank, alpha, init))
     for name, p in model.named_parameters():
         p.requires_grad = ".lora_" in name or bool(_HEAD.search(name))
     return targets

@@ -87,6 +87,9 @@ class MethodConfig:
     kd_teacher: str = "pretrained"
     # PC-LoRA: weight of logit KD from the fine-tuned teacher beside feature KD (0 = the paper's loss).
     logit_kd_weight: float = 0.0
+    # PC-LoRA: how the adapters start: `zero` (the paper's: B = C = 0) or `svd` (W's top-r singular
+    # triplets and C = b, λ scaling the remainder; methods/pc_lora.py ADAPTER_INITS).
+    adapter_init: str = "zero"
     # KD-LoRA student: another checkpoint, or the teacher cut to `student_layers` evenly spaced layers.
     student: str | None = None
     student_layers: int | None = None

@@ -132,11 +132,13 @@ class Worker:
         return self.s.cfg
 
 
-def load_data(cfg: Config, recipe: Recipe, task: TaskSpec) -> dict[str, Any]:
+def load_data(cfg: Config, recipe: Recipe, task: TaskSpec, device: torch.device) -> dict[str, Any]:
     cache_dir = str(Path(cfg.results_dir) / ".cache" / "data")
+    # Images are resized on the GPU when there is one (the host's PIL resize would starve it).
     common = {"data_dir": cfg.data_dir, "max_length": cfg.train.max_length, "seed": cfg.train.seed,
               "cache_dir": cache_dir, "model_name_or_path": recipe.data_reference(cfg),
-              "trust_remote_code": cfg.trust_remote_code}
+              "trust_remote_code": cfg.trust_remote_code,
+              "pixels_on": device if device.type == "cuda" else None}
     train_set, train_collate = build_dataset(task, "train", max_examples=cfg.train.max_examples, train=True,
                                              augment=cfg.train.augment, **common)
     eval_set, eval_collate = build_dataset(task, task.eval_split, max_examples=cfg.eval.max_examples,
@@ -155,7 +157,7 @@ def set_up(loop: LoopConfig) -> Worker:
     torch.set_num_threads(max(1, cfg.resources.cpus_per_worker))
     task = get_task(cfg.task)
     seed_everything(cfg.train.seed)
-    data = load_data(cfg, recipe, task)
+    data = load_data(cfg, recipe, task, device)
     raw_model = recipe.build_model(cfg, task, loop.teacher_dir).to(device)
     aux = recipe.prepare(cfg, task, device, loop.teacher_dir, len(data["train_set"]))
     sampler = DistributedSampler(data["train_set"], num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)

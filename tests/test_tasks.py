@@ -620,3 +620,26 @@ def test_chance_scores_are_the_best_constant_prediction_on_the_local_split(name:
                    for c in range(task.num_labels))
     assert T.CHANCE_SCORES[name] == pytest.approx(best, abs=1e-4)
     assert T.at_chance(name, best) and not T.at_chance(name, best + 0.01)
+
+
+@pytest.mark.data
+def test_gpu_pixel_path_matches_the_image_processor(shared_models):
+    """The collator's torch resize/crop/normalise (run on the GPU in training) against the PIL processor."""
+    from PIL import Image
+
+    from orchestrator.tasks.data import DevicePixels, ImageCollator
+
+    processor = T.load_processor(str(DINO), T.get_task("cifar10"))
+    rng = np.random.default_rng(0)
+    items = [{"image": Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)), "labels": i % 3, "idx": i}
+             for i in range(6)]
+    want = ImageCollator(processor)(items)["pixel_values"]
+    fast = ImageCollator(processor, "cpu")
+    assert isinstance(fast.on_device, DevicePixels)
+    got = fast(items)["pixel_values"]
+    assert got.shape == want.shape == (6, 3, 224, 224)
+    # PIL rounds to 8 bits after resizing; one level is 1/255/0.225 ≈ 0.017 after normalisation.
+    assert (got - want).abs().mean() < 0.02 and (got - want).abs().max() < 0.5
+    # Mixed sizes fall back to the processor, image by image.
+    items[0]["image"] = Image.fromarray(rng.integers(0, 256, (40, 32, 3), dtype=np.uint8))
+    assert fast(items)["pixel_values"].shape == (6, 3, 224, 224)

@@ -32,7 +32,7 @@ class PCLoRA(Recipe):
     name = "pc_lora"
     display_name = "PC-LoRA"
     keys = ("method.rank", "method.alpha", "method.decay_schedule", "method.decay_end", "method.kd_weight",
-            "method.teacher", "method.kd_teacher", "method.logit_kd_weight", "method.temperature",
+            "method.teacher", "method.kd_teacher", "method.logit_kd_weight", "method.temperature", "method.adapter_init",
             "method.teacher_epochs", "method.teacher_lr")
     # Measured on one H200 (results/gpu/fidelity/): 5e-4 collapses as λ -> 0 (STS-B 0.36-0.40), 2e-3 holds
     # (0.74), 4e-3 collapses to a constant prediction or diverges on MRPC, STS-B, CoLA and SST-2.
@@ -42,6 +42,11 @@ class PCLoRA(Recipe):
     def config_problems(self, cfg: Config) -> list[str]:
         m = cfg.method
         p = []
+        from methods.pc_lora import ADAPTER_INITS
+
+        if m.adapter_init not in ADAPTER_INITS:
+            p.append(f"method.adapter_init: unknown initialisation {m.adapter_init!r}; choose one of "
+                     f"{', '.join(ADAPTER_INITS)}")
         if m.kd_teacher not in KD_TEACHERS:
             p.append(f"method.kd_teacher: unknown teacher {m.kd_teacher!r}; choose one of {', '.join(KD_TEACHERS)}")
         if not 0.0 <= m.logit_kd_weight <= 1.0 or m.kd_weight + m.logit_kd_weight > 1.0:
@@ -68,7 +73,8 @@ class PCLoRA(Recipe):
         from orchestrator.tasks import load_model
 
         model = load_model(cfg.model, task, trust_remote_code=cfg.trust_remote_code)
-        pc_lora.attach(model, cfg.method.rank, alpha=cfg.method.alpha, target_patterns=cfg.method.target_modules)
+        pc_lora.attach(model, cfg.method.rank, alpha=cfg.method.alpha, target_patterns=cfg.method.target_modules,
+                       init=cfg.method.adapter_init)
         return model
 
     def prepare(self, cfg: Config, task: TaskSpec, device: torch.device, teacher_dir: str | None,
@@ -133,6 +139,8 @@ class PCLoRA(Recipe):
             parts.append(f"{present['method.decay_schedule']} to {short_number(present.get('method.decay_end', '?'))}")
         if "method.kd_weight" in present:
             parts.append(f"kd={short_number(present['method.kd_weight'])}")
+        if present.get("method.adapter_init") == "svd":
+            parts.append("svd init")
         if present.get("method.kd_teacher") == "finetuned":
             parts.append("ft teacher")
         if short_number(present.get("method.logit_kd_weight", 0)) not in ("0", "?"):

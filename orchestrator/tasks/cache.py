@@ -155,7 +155,8 @@ def _write_arrow(table: pa.Table, path: Path) -> None:
 
 
 def _image_dataset(task: TaskSpec, split: str, data_dir: str | os.PathLike[str] | None, source: list[Any],
-                   max_examples: int | None, seed: int, augment: bool, processor: Any) -> tuple[ImageDataset, Collate]:
+                   max_examples: int | None, seed: int, augment: bool, processor: Any,
+                   device: torch.device | str | None) -> tuple[ImageDataset, Collate]:
     # The JSON text of the key parts, as before the memo had typed keys: equal exactly when they were.
     key: MemoKey = ("image", json.dumps(["image", task.name, split, source, max_examples, seed]))
     table = _MEMO.get(key)
@@ -165,7 +166,7 @@ def _image_dataset(task: TaskSpec, split: str, data_dir: str | os.PathLike[str] 
         # buffers alive, and pickling it (DataLoader spawn workers) copies them once per chunk.
         table = ds.with_format("arrow")[:].combine_chunks()
         _MEMO.put(key, table)
-    return ImageDataset(table, augment=augment), ImageCollator(processor)
+    return ImageDataset(table, augment=augment), ImageCollator(processor, device)
 
 
 def _tokenised_table(task: TaskSpec, split: str, data_dir: str | os.PathLike[str] | None, processor: Any,
@@ -219,6 +220,7 @@ def build_dataset(task: TaskSpec, split: str, *, model_name_or_path: str,
                   data_dir: str | os.PathLike[str] | None, max_length: int | None = 128,
                   max_examples: int | None = None, seed: int = 0, train: bool, augment: bool = False,
                   cache_dir: str | os.PathLike[str] | None = None, trust_remote_code: bool = False,
+                  pixels_on: torch.device | str | None = None,
                   ) -> tuple[torch.utils.data.Dataset, Collate]:
     """The dataset and collate_fn a training loop needs for one split.
 
@@ -231,6 +233,8 @@ def build_dataset(task: TaskSpec, split: str, *, model_name_or_path: str,
     trials of a sweep tokenise once. max_length None = the tokenizer's model_max_length.
     Images: decoded per item, the model's image processor applied per batch in collate_fn; with
     train and augment, CIFAR's random crop (pad 4) and horizontal flip first (see ImageDataset).
+    pixels_on: a device (the GPU) on which the collator resizes and normalises in torch instead of
+    calling the processor on the host (ImageCollator); its batches' pixel_values are then on it.
     trust_remote_code: passed to the tokenizer / image processor (see load_model).
     """
     _check_split(task, split)
@@ -240,7 +244,8 @@ def build_dataset(task: TaskSpec, split: str, *, model_name_or_path: str,
     processor = _cached_processor(model_name_or_path, task, trust_remote_code)
     source = _source_fingerprint(task, split, data_dir)
     if task.kind == "image":
-        return _image_dataset(task, split, data_dir, source, max_examples, seed, augment and train, processor)
+        return _image_dataset(task, split, data_dir, source, max_examples, seed, augment and train, processor,
+                              pixels_on)
     return _text_dataset(task, split, data_dir, source, model_name_or_path, processor, max_length,
                          max_examples, seed, cache_dir)
 
