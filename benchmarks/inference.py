@@ -14,6 +14,11 @@ bf16 autocast on a GPU (as the loop's evaluate) and float32 on a CPU. Conditions
 each per round. Next to each time: the forward-FLOPs ratio (methods.accounting.count_flops, the
 `flops` of metrics.json) and the share of the FLOPs reduction that turns into time,
 (1 − t/t_base) / (1 − flops/flops_base).
+
+Two runtimes per model, measured side by side: `eager` (float32 weights, bf16 autocast on a GPU: what
+the training loop's evaluation runs) and `served` (methods.serving.prepare: bf16 weights, PC-LoRA's
+layers folded and its feed-forward blocks fused, one CUDA graph per shape; on a CPU float32 weights,
+folded, no graphs). The summary compares each model's best runtime with the uncompressed model's best.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from benchmarks._common import (
     synthetic_batch,
     write,
 )
-from methods import accounting, baselines, kd_lora, pc_lora
+from methods import accounting, baselines, kd_lora, pc_lora, serving
 
 
 def load_base(args: argparse.Namespace) -> torch.nn.Module:
@@ -47,6 +52,53 @@ def load_base(args: argparse.Namespace) -> torch.nn.Module:
     import transformers
 
     return transformers.AutoModelForSequenceClassification.from_pretrained(str(model_dir(args.model)), num_labels=2)
+
+
+def build_models(args: argparse.Namespace, base: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    layers = base.config.num_hidden_layers
+    k = args.student_layers or max(1, layers // 2)
+    models: dict[str, torch.nn.Module] = {"uncompressed (FFT / merged LoRA)": base}
+    for r in args.ranks:
+        pc = copy.deepcopy(base)
+        pc_lora.attach(pc, r)
+        for _, layer in pc_lora.pc_lora_layers(pc):  # trained adapters are not zero; the time is the same
+            torch.nn.init.normal_(layer.lora_B, std=0.02)
+        models[f"pc_lora r{r} compressed"] = pc_lora.compress(pc).eval()
+    student = baselines.attach_lora(kd_lora.cut_layers(base, k), args.ranks[0])
+    models[f"kd_lora student {k}/{layers} layers, merged"] = baselines.merge_lora(student).eval()
+    return models
+
+
+def runtimes(models: dict[str, torch.nn.Module], device: torch.device) -> tuple[dict, dict]:
+    """(name, runtime) -> callable model, and each served model's report (what prepare() did)."""
+    out, reports = {}, {}
+    for name, m in models.items():
+        served = serving.prepare(copy.deepcopy(m), device=device,
+                                 dtype=torch.bfloat16 if device.type == "cuda" else torch.float32)
+        reports[name] = served.serving
+        out[(name, "eager")] = m.to(device)
+        out[(name, "served")] = served
+    return out, reports
+
+
+def measure(conditions: dict, args: argparse.Namespace, device: torch.device) -> tuple[dict, dict]:
+    amp = device.type == "cuda"
+    one = {k_: v.to(device) for k_, v in synthetic_batch(args.vocab, 1, args.seq_len).items()}
+    many = {k_: v.to(device) for k_, v in synthetic_batch(args.vocab, args.throughput_batch, args.seq_len).items()}
+
+    def call(key: tuple[str, str], model: torch.nn.Module, batch: dict) -> callable:
+        eager = key[1] == "eager"
+        def fn(_: int) -> None:
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and eager):
+                model(**batch).logits.float().cpu()  # the result reaches the host, as a server would need it
+        return fn
+
+    label = lambda key: f"{key[0]} · {key[1]}"  # noqa: E731
+    latency = interleaved({label(k): call(k, m, one) for k, m in conditions.items()}, warmup=args.warmup,
+                          rounds=args.rounds, device=device)
+    throughput = interleaved({label(k): call(k, m, many) for k, m in conditions.items()}, warmup=args.warmup,
+                             rounds=max(5, args.rounds // 2), device=device)
+    return latency, throughput
 
 
 def main() -> None:
@@ -61,92 +113,90 @@ def main() -> None:
     args = parser.parse_args()
 
     device = pick_device(args.device)
-    amp = device.type == "cuda"
     torch.set_num_threads(args.threads)
     quiet_transformers()
     info = machine(device)
     base = load_base(args).eval()
-    layers = base.config.num_hidden_layers
-    k = args.student_layers or max(1, layers // 2)
-
-    models: dict[str, torch.nn.Module] = {"uncompressed (FFT / merged LoRA)": base}
-    for r in args.ranks:
-        pc = copy.deepcopy(base)
-        pc_lora.attach(pc, r)
-        for _, layer in pc_lora.pc_lora_layers(pc):  # trained adapters are not zero; the time is the same
-            torch.nn.init.normal_(layer.lora_B, std=0.02)
-        models[f"pc_lora r{r} compressed"] = pc_lora.compress(pc).eval()
-    student = baselines.attach_lora(kd_lora.cut_layers(base, k), args.ranks[0])
-    models[f"kd_lora student {k}/{layers} layers, merged"] = baselines.merge_lora(student).eval()
-
-    flops, params = {}, {}
-    for name, m in models.items():
-        flops[name] = accounting.count_flops(m, accounting.example_inputs(m, seq_len=args.seq_len))
-        params[name] = accounting.count_params(m)
-    models = {name: m.to(device) for name, m in models.items()}
-    vocab = base.config.vocab_size
-    one = {k_: v.to(device) for k_, v in synthetic_batch(vocab, 1, args.seq_len).items()}
-    many = {k_: v.to(device) for k_, v in synthetic_batch(vocab, args.throughput_batch, args.seq_len).items()}
-
-    def call(model: torch.nn.Module, batch: dict) -> callable:
-        def fn(_: int) -> None:
-            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                model(**batch).logits.float().cpu()  # the result reaches the host, as a server would need it
-        return fn
-
-    latency = interleaved({n: call(m, one) for n, m in models.items()}, warmup=args.warmup, rounds=args.rounds,
-                          device=device)
-    throughput = interleaved({n: call(m, many) for n, m in models.items()}, warmup=args.warmup,
-                             rounds=max(5, args.rounds // 2), device=device)
+    args.vocab = base.config.vocab_size
+    models = build_models(args, base)
+    flops = {n: accounting.count_flops(m, accounting.example_inputs(m, seq_len=args.seq_len)) for n, m in models.items()}
+    params = {n: accounting.count_params(m) for n, m in models.items()}
+    conditions, reports = runtimes(models, device)
+    latency, throughput = measure(conditions, args, device)
     info["load_average_end"] = load_average()
-
-    base_name = next(iter(models))
-    lat = {n: summary(t) for n, t in latency.items()}
-    thr = {n: summary(t) for n, t in throughput.items()}
-    def share(time_ratio: float, flops_ratio: float) -> float | None:
-        return (1 - time_ratio) / (1 - flops_ratio) if flops_ratio < 0.999 else None
-
-    rows = {}
-    for n in models:
-        f_ratio = flops[n] / flops[base_name]
-        l_ratio = lat[n]["median"] / lat[base_name]["median"]
-        t_ratio = thr[n]["median"] / thr[base_name]["median"]
-        rows[n] = {"flops": flops[n], "flops_ratio": f_ratio, **{f"params_{k_}": v for k_, v in params[n].items()},
-                   "latency_s": lat[n], "latency_ratio": l_ratio, "latency_share_of_flops_cut": share(l_ratio, f_ratio),
-                   "throughput_batch_s": thr[n],
-                   "throughput_examples_per_s": args.throughput_batch / thr[n]["median"],
-                   "throughput_time_ratio": t_ratio, "throughput_share_of_flops_cut": share(t_ratio, f_ratio)}
-
-    src = f"`{args.arch}`-shaped BERT, random weights" if args.arch else f"`{args.model}` (local weights)"
-    lines = [
-        f"Inference of the deployable models, {src}, {args.seq_len} tokens, "
-        f"{'bf16 autocast' if amp else 'float32'}, torch.inference_mode. Latency: batch 1, median of "
-        f"{args.rounds}; throughput: batch {args.throughput_batch}, median of {max(5, args.rounds // 2)}; "
-        f"conditions interleaved after {args.warmup} warm-up rounds.",
-        f"Machine: {machine_line(info)}.",
-        f"Command: `{command_line()}`.",
-        "'share' = how much of the FLOPs reduction turns into time: (1 − time ratio) / (1 − FLOPs ratio).",
-        "",
-        "| model | params | FLOPs/example | FLOPs ratio | latency ms (b=1) | latency ratio | share | "
-        f"examples/s (b={args.throughput_batch}) | time ratio | share |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-
-    def pct(x: float | None) -> str:
-        return "" if x is None else f"{100 * x:.0f} %"
-
-    for n, r in rows.items():
-        lines.append(f"| {n} | {r['params_params']:,} | {r['flops'] / 1e9:.2f} G | {r['flops_ratio']:.3f} "
-                     f"| {1e3 * r['latency_s']['median']:.2f} | {r['latency_ratio']:.3f} "
-                     f"| {pct(r['latency_share_of_flops_cut'])} | {r['throughput_examples_per_s']:.0f} "
-                     f"| {r['throughput_time_ratio']:.3f} | {pct(r['throughput_share_of_flops_cut'])} |")
-    markdown = "\n".join(lines) + "\n"
+    rows = table_rows(models, flops, params, latency, throughput, args)
+    markdown = render(rows, reports, args, info, device)
     print(markdown)
     payload = {"benchmark": "inference", "command": command_line(), "args": vars(args), "machine": info,
-               "models": rows, "latency_seconds": latency, "throughput_seconds": throughput}
+               "models": rows, "serving": reports, "latency_seconds": latency, "throughput_seconds": throughput}
     name = "inference" + (f"_{args.suffix}" if args.suffix else "")
     for p in write(name, payload, markdown, args.out):
         print("wrote", p)
+
+
+def _share(time_ratio: float, flops_ratio: float) -> float | None:
+    return (1 - time_ratio) / (1 - flops_ratio) if flops_ratio < 0.999 else None
+
+
+def table_rows(models: dict, flops: dict, params: dict, latency: dict, throughput: dict,
+               args: argparse.Namespace) -> dict[str, dict]:
+    base_name = next(iter(models))
+    med = lambda d, n, rt: summary(d[f"{n} · {rt}"])["median"]  # noqa: E731
+    best = lambda d, n: min(med(d, n, rt) for rt in ("eager", "served"))  # noqa: E731
+    rows = {}
+    for n in models:
+        f_ratio = flops[n] / flops[base_name]
+        row: dict = {"flops": flops[n], "flops_ratio": f_ratio, **{f"params_{k}": v for k, v in params[n].items()}}
+        for rt in ("eager", "served"):
+            lat_r = med(latency, n, rt) / med(latency, base_name, rt)
+            thr_r = med(throughput, n, rt) / med(throughput, base_name, rt)
+            row[rt] = {"latency_s": summary(latency[f"{n} · {rt}"]), "latency_ratio": lat_r,
+                       "latency_share_of_flops_cut": _share(lat_r, f_ratio),
+                       "throughput_batch_s": summary(throughput[f"{n} · {rt}"]),
+                       "throughput_examples_per_s": args.throughput_batch / med(throughput, n, rt),
+                       "throughput_time_ratio": thr_r, "throughput_share_of_flops_cut": _share(thr_r, f_ratio)}
+        row["best_latency_ratio"] = best(latency, n) / best(latency, base_name)
+        row["best_throughput_speedup"] = best(throughput, base_name) / best(throughput, n)
+        row["best_throughput_share_of_flops_cut"] = _share(1 / row["best_throughput_speedup"], f_ratio)
+        rows[n] = row
+    return rows
+
+
+def render(rows: dict, reports: dict, args: argparse.Namespace, info: dict, device: torch.device) -> str:
+    src = f"`{args.arch}`-shaped BERT, random weights" if args.arch else f"`{args.model}` (local weights)"
+    served = "bf16 weights, folded + fused, CUDA graphs" if device.type == "cuda" else "float32, folded + fused"
+    lines = [
+        f"Inference of the deployable models, {src}, {args.seq_len} tokens, torch.inference_mode. Runtimes: "
+        f"eager ({'bf16 autocast' if device.type == 'cuda' else 'float32'}) and served ({served}; methods/serving.py). "
+        f"Latency: batch 1, median of {args.rounds}; throughput: batch {args.throughput_batch}, median of "
+        f"{max(5, args.rounds // 2)}; all conditions interleaved after {args.warmup} warm-up rounds.",
+        f"Machine: {machine_line(info)}.",
+        f"Command: `{command_line()}`.",
+        "Ratios are against the uncompressed model in the same runtime; 'best' compares each model's faster runtime "
+        "with the uncompressed model's faster one. 'share' = (1 − time ratio) / (1 − FLOPs ratio).",
+        "",
+        f"| model | params | FLOPs ratio | runtime | latency ms (b=1) | latency ratio | examples/s (b={args.throughput_batch}) "
+        "| time ratio | share |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    pct = lambda x: "" if x is None else f"{100 * x:.0f} %"  # noqa: E731
+    for n, r in rows.items():
+        for rt in ("eager", "served"):
+            m = r[rt]
+            lines.append(f"| {n} | {r['params_params']:,} | {r['flops_ratio']:.3f} | {rt} "
+                         f"| {1e3 * m['latency_s']['median']:.2f} | {m['latency_ratio']:.3f} "
+                         f"| {m['throughput_examples_per_s']:.0f} | {m['throughput_time_ratio']:.3f} "
+                         f"| {pct(m['throughput_share_of_flops_cut'])} |")
+    lines += ["", f"| model | best b=1 latency vs uncompressed | best b={args.throughput_batch} throughput speed-up "
+              "| share of FLOPs cut "
+              "| served: what prepare() did |", "|---|---:|---:|---:|---|"]
+    for n, r in rows.items():
+        rep = reports[n]
+        lines.append(f"| {n} | {r['best_latency_ratio']:.3f}× | {r['best_throughput_speedup']:.2f}× "
+                     f"| {pct(r['best_throughput_share_of_flops_cut'])} | {rep['fused_mlps']} fused MLPs, "
+                     f"{rep['low_rank_linears']} low-rank linears, kernel: {rep['fused_kernel']}, "
+                     f"graphs: {rep['cuda_graphs']} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,210 @@
+"""Serving a deployable model fast: bf16 weights on the GPU, PC-LoRA's low-rank layers folded and its
+feed-forward blocks fused, and one CUDA graph per input shape.
+
+    model = serving.prepare(pc_lora.load_compressed("run/model"), device="cuda")
+    logits = model(input_ids=ids, attention_mask=mask).logits   # valid until the next call: copy it
+
+Why each step pays (benchmarks/inference.py measures them, benchmarks/README.md has the figures):
+- A compressed PC-LoRA layer is two thin matmuls plus a bias add; folding the scaling into B and
+  dropping λ's bookkeeping leaves exactly ``F.linear(F.linear(x, A), B, C)``.
+- A feed-forward block is ``A₂·gelu(B₁(A₁ x) + C₁)`` up to its last factor. Unfused, the 4×-wide
+  activation of every token is written and read three times; the fused kernel (Triton, GPU) keeps it
+  in registers, reading the rank-r input and writing the rank-r output only.
+- At batch 1 the model is launch-bound: a CUDA graph replays every kernel with no Python per layer.
+Off the GPU (tests, CPU serving) the same structure runs in plain torch; ``prepare`` checks the fused
+kernel against it once and falls back to it if the kernel is missing or disagrees.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from methods.pc_lora import PCLoRALinear
+
+
+class LowRankLinear(nn.Module):
+    """``B (A x) + C``: a compressed PC-LoRA layer with its scaling folded into B."""
+
+    def __init__(self, layer: PCLoRALinear) -> None:
+        super().__init__()
+        if layer.base is not None:
+            raise ValueError("LowRankLinear takes a compressed layer; call pc_lora.compress(model) first")
+        self.a = nn.Parameter(layer.lora_A.detach().clone(), requires_grad=False)
+        self.b = nn.Parameter(layer.lora_B.detach() * layer.scaling, requires_grad=False)
+        self.c = nn.Parameter(layer.lora_C.detach().clone(), requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(F.linear(x, self.a), self.b, self.c)
+
+
+def low_rank_mlp_reference(z: Tensor, b1: Tensor, c1: Tensor, a2: Tensor) -> Tensor:
+    """``gelu(z B₁ᵀ + C₁) A₂ᵀ``, the fused kernel's definition (exact, erf GELU)."""
+    return F.linear(F.gelu(F.linear(z, b1, c1)), a2)
+
+
+class LowRankMLP(nn.Module):
+    """A feed-forward block between two compressed layers, up to the down-projection's B:
+    x -> A₂·gelu(B₁(A₁ x) + C₁), rank r in and out. The caller applies B₂ and C₂."""
+
+    def __init__(self, up: PCLoRALinear, down: PCLoRALinear) -> None:
+        super().__init__()
+        self.up = LowRankLinear(up)
+        self.a2 = nn.Parameter(down.lora_A.detach().clone(), requires_grad=False)
+        self.fused = False  # set by prepare() once the kernel has matched the reference on the device
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = F.linear(x, self.up.a)
+        if self.fused:
+            return _fused_low_rank_mlp(z, self.up.b, self.up.c, self.a2)
+        return low_rank_mlp_reference(z, self.up.b, self.up.c, self.a2)
+
+
+class _FusedIntermediate(nn.Module):
+    """BERT/ViT-style ``intermediate`` (dense + activation) that returns the rank-r A₂·act(...)."""
+
+    def __init__(self, mlp: LowRankMLP) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        return self.mlp(hidden_states)
+
+
+class _FusedMLP(nn.Module):
+    """Dinov2-style ``mlp`` (fc1, activation, fc2; `activation_fn` in newer transformers) as LowRankMLP
+    then B₂, C₂."""
+
+    def __init__(self, mlp: LowRankMLP, down: PCLoRALinear) -> None:
+        super().__init__()
+        self.mlp = mlp
+        self.b2 = nn.Parameter(down.lora_B.detach() * down.scaling, requires_grad=False)
+        self.c2 = nn.Parameter(down.lora_C.detach().clone(), requires_grad=False)
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        return F.linear(self.mlp(hidden_states), self.b2, self.c2)
+
+
+def _exact_gelu(act: Any) -> bool:
+    if isinstance(act, nn.GELU):
+        return act.approximate == "none"
+    # transformers' ACT2FN["gelu"]: GELUActivation, torch's exact GELU unless use_gelu_python.
+    return type(act).__name__ == "GELUActivation" and getattr(act, "act", None) is F.gelu
+
+
+def _compressed(m: Any) -> bool:
+    return isinstance(m, PCLoRALinear) and m.base is None
+
+
+def fold(model: nn.Module) -> dict[str, int]:
+    """Replace compressed PC-LoRA layers in place: feed-forward pairs by a LowRankMLP, the rest by a
+    LowRankLinear. Returns how many of each were made."""
+    fused = 0
+    for module in list(model.modules()):
+        inter, out = getattr(module, "intermediate", None), getattr(module, "output", None)
+        if (inter is not None and out is not None and _compressed(getattr(inter, "dense", None))
+                and _compressed(getattr(out, "dense", None)) and _exact_gelu(getattr(inter, "intermediate_act_fn", None))):
+            down = out.dense
+            module.intermediate = _FusedIntermediate(LowRankMLP(inter.dense, down))
+            out.dense = _rank_to_out(down)
+            fused += 1
+        mlp = getattr(module, "mlp", None)
+        if (mlp is not None and _compressed(getattr(mlp, "fc1", None)) and _compressed(getattr(mlp, "fc2", None))
+                and _exact_gelu(getattr(mlp, "activation", getattr(mlp, "activation_fn", None)))):
+            module.mlp = _FusedMLP(LowRankMLP(mlp.fc1, mlp.fc2), mlp.fc2)
+            fused += 1
+    linear = 0
+    for name, m in list(model.named_modules()):
+        if _compressed(m):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, LowRankLinear(m))
+            linear += 1
+    return {"fused_mlps": fused, "low_rank_linears": linear}
+
+
+def _rank_to_out(down: PCLoRALinear) -> nn.Linear:
+    layer = nn.Linear(down.rank, down.out_features, device=down.lora_B.device, dtype=down.lora_B.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(down.lora_B * down.scaling)
+        layer.bias.copy_(down.lora_C)
+    return layer.requires_grad_(False)
+
+
+def prepare(model: nn.Module, device: torch.device | str = "cuda", dtype: torch.dtype = torch.bfloat16,
+            cuda_graphs: bool | None = None) -> nn.Module:
+    """The model ready to serve: eval mode, ``dtype`` weights on ``device``, PC-LoRA folded and fused
+    (:func:`fold`), wrapped in :class:`GraphedModel` on a GPU (``cuda_graphs`` None = when on CUDA).
+    What was done is in ``model.serving`` (a dict). Works on any transformers model; a model without
+    PC-LoRA layers only changes dtype, device and graphs."""
+    device = torch.device(device)
+    report: dict[str, Any] = fold(model)
+    model = model.eval().to(device=device, dtype=dtype).requires_grad_(False)
+    mlps = [m for m in model.modules() if isinstance(m, LowRankMLP)]
+    report["fused_kernel"] = _enable_kernel(mlps[0], device, dtype) if mlps else "no feed-forward pair"
+    for m in mlps:
+        m.fused = report["fused_kernel"] == "triton"
+    if cuda_graphs if cuda_graphs is not None else device.type == "cuda":
+        model = GraphedModel(model)
+    report["cuda_graphs"] = isinstance(model, GraphedModel)
+    model.serving = report
+    return model
+
+
+def _enable_kernel(mlp: LowRankMLP, device: torch.device, dtype: torch.dtype) -> str:
+    """'triton' when the kernel runs here and matches the reference; else why not (torch path used)."""
+    if device.type != "cuda":
+        return "torch (no GPU)"
+    try:
+        z = torch.randn(300, mlp.up.a.shape[0], device=device, dtype=dtype)
+        got = _fused_low_rank_mlp(z, mlp.up.b, mlp.up.c, mlp.a2).float()
+        want = low_rank_mlp_reference(z.float(), mlp.up.b.float(), mlp.up.c.float(), mlp.a2.float())
+    except Exception as err:  # no Triton, an unsupported GPU: serve unfused rather than not at all
+        return f"torch (kernel failed: {type(err).__name__}: {str(err)[:200]})"
+    err = ((got - want).norm() / want.norm().clamp_min(1e-12)).item()
+    return "triton" if err < 2e-2 else f"torch (kernel relative error {err:.3g})"
+
+
+class GraphedModel(nn.Module):
+    """Replays one CUDA graph per set of input shapes: every kernel of a forward in one launch.
+
+    The output tensors are the graph's own: the next call overwrites them (copy what you keep).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self._graphs: dict[tuple, tuple[Any, dict[str, Tensor], Any]] = {}
+
+    def forward(self, **inputs: Tensor) -> Any:
+        key = tuple(sorted((k, tuple(v.shape), v.dtype) for k, v in inputs.items()))
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(inputs)
+        graph, static_inputs, static_output = self._graphs[key]
+        for k, v in inputs.items():
+            static_inputs[k].copy_(v)
+        graph.replay()
+        return static_output
+
+    @torch.inference_mode()
+    def _capture(self, inputs: dict[str, Tensor]) -> tuple[Any, dict[str, Tensor], Any]:
+        static = {k: v.clone() for k, v in inputs.items()}
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up off the capture: cuBLAS workspaces, Triton's JIT
+            for _ in range(3):
+                self.model(**static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            output = self.model(**static)
+        return graph, static, output
+
+
+def _fused_low_rank_mlp(z: Tensor, b1: Tensor, c1: Tensor, a2: Tensor) -> Tensor:
+    """The Triton kernel over (tokens, r) -> (tokens, r); ranks padded to ≥ 16 (tl.dot's minimum)."""
+    from methods import _triton_mlp  # imports triton: only on a GPU
+
+    return _triton_mlp.low_rank_mlp(z, b1, c1, a2)
