@@ -110,7 +110,9 @@ class StepState:
 def make_optimizer(cfg: Config, raw_model: nn.Module, total_steps: int) -> tuple[Any, Any, list[nn.Parameter]]:
     """AdamW over the trainable parameters, linear warm-up then linear decay to 0 at `total_steps`."""
     trainable = [p for p in raw_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    # fused: one kernel for every parameter's update on a GPU instead of a dozen per tensor.
+    fused = bool(trainable) and all(p.is_cuda for p in trainable)
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=fused)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.train.warmup_ratio * total_steps), total_steps)
     return optimizer, scheduler, trainable
 
