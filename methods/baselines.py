@@ -30,6 +30,8 @@ LORA_TARGETS: dict[str, tuple[str, ...]] = {
     "vit": ("q_proj", "v_proj"),
     "dinov2": ("q_proj", "v_proj"),
 }
+# The same projections as earlier transformers 5 releases name them (5.17 on the lent GPU machine).
+LORA_TARGETS_BEFORE_RENAME: dict[str, tuple[str, ...]] = {"vit": ("query", "value"), "dinov2": ("query", "value")}
 
 
 def _model_type(model: nn.Module) -> str | None:
@@ -66,6 +68,9 @@ def lora_target_modules(model: nn.Module, override: Sequence[str] | None = None)
 
     names = [name for name, _ in model.named_modules()]
     missing = [t for t in targets if not any(_matches(name, t) for name in names)]
+    earlier = LORA_TARGETS_BEFORE_RENAME.get(model_type) if override is None else None
+    if missing and earlier and all(any(_matches(name, t) for name in names) for t in earlier):
+        return list(earlier)
     if missing:
         leaves = sorted(
             {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)}

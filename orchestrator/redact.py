@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 MASK = "***"
@@ -28,8 +29,20 @@ _QUERY = re.compile(
     re.IGNORECASE)
 
 
+def _environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """A snapshot of os.environ. Reading it races with threads that delete variables (MLflow's telemetry
+    drops _MLFLOW_TELEMETRY_SESSION_ID): the key list is taken, then a key is gone -> KeyError. Seen on the
+    GPU (results/gpu/fidelity2/README.md): one trial of 29 failed that way."""
+    for _ in range(10):
+        try:
+            return dict(environ)
+        except KeyError:
+            continue
+    return {k: v for k in list(environ) if (v := environ.get(k)) is not None}
+
+
 def _secret_env_values() -> list[str]:
-    values = {v for k, v in os.environ.items()
+    values = {v for k, v in _environment().items()
               if any(word in k.upper() for word in SECRET_ENV_WORDS) and len(v) >= MIN_SECRET_LENGTH}
     return sorted(values, key=len, reverse=True)  # longest first: a value containing another is masked whole
 

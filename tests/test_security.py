@@ -686,3 +686,32 @@ def test_fuzz_parquet_loader(task, columns, junk_bytes):
                 return  # values pyarrow cannot put in one column: no such file exists
             pq.write_table(table, path)
         check_split(task, Path(tmp), path)
+
+
+def test_redact_survives_a_variable_deleted_while_the_environment_is_read() -> None:
+    """MLflow's telemetry thread deletes a variable mid-iteration; a trial failed with KeyError on the GPU."""
+    from collections.abc import Mapping
+
+    from orchestrator import redact as redact_module
+
+    class Vanishing(Mapping):
+        """os.environ as another thread sees it: a key listed, then deleted before it is read (once)."""
+
+        reads = 0
+
+        def __init__(self, data: dict) -> None:
+            self.data = data
+
+        def __iter__(self):
+            Vanishing.reads += 1
+            return iter([*self.data, "_MLFLOW_TELEMETRY_SESSION_ID"] if Vanishing.reads == 1 else self.data)
+
+        def __getitem__(self, key: str) -> str:
+            return self.data[key]
+
+        def __len__(self) -> int:
+            return len(self.data)
+
+    env = redact_module._environment(Vanishing({"HOME": "/root", "MY_API_TOKEN": "s3cr3t-value-123"}))
+    assert env == {"HOME": "/root", "MY_API_TOKEN": "s3cr3t-value-123"}
+    assert Vanishing.reads >= 2
