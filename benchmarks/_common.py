@@ -200,7 +200,9 @@ def make_step(model: Any, loss_fn: Callable[[dict[str, torch.Tensor]], torch.Ten
     batch, which is a fresh dict each call.
     """
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01)
+    # fused on a GPU, as the loop's make_optimizer does since 2026-12-02 (the H200 figures before that are unfused).
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01,
+                                  fused=bool(trainable) and all(p.is_cuda for p in trainable))
 
     def step(round_: int) -> None:
         if device.type == "cuda" and peaks is not None:

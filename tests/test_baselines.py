@@ -200,3 +200,28 @@ def test_lora_trains_the_backbones_pooler_which_a_checkpoint_may_lack():
     merged = merge_lora(lora)
     assert torch.equal(merged.bert.pooler.dense.bias, torch.full_like(merged.bert.pooler.dense.bias, 0.5))
     assert attach_lora(tiny("vit"), 4) is not None  # no pooler: nothing extra to train
+
+
+def test_vision_lora_targets_accept_the_names_of_earlier_transformers_releases() -> None:
+    """transformers 5.17 (the lent GPU's) names DINOv2's projections query/value; 5.23 q_proj/v_proj."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from methods.baselines import lora_target_modules
+
+    class Attention(nn.Module):
+        def __init__(self, names: tuple[str, ...]) -> None:
+            super().__init__()
+            for n in names:
+                self.add_module(n, nn.Linear(4, 4))
+
+    for names, want in ((("query", "key", "value"), ["query", "value"]),
+                        (("q_proj", "k_proj", "v_proj"), ["q_proj", "v_proj"])):
+        model = nn.Sequential(Attention(names))
+        model.config = SimpleNamespace(model_type="dinov2")
+        assert lora_target_modules(model) == want
+    model = nn.Sequential(Attention(("qkv",)))
+    model.config = SimpleNamespace(model_type="dinov2")
+    with pytest.raises(ValueError, match="match no module"):
+        lora_target_modules(model)
