@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from orchestrator.budgets import one_budget_per_task
 from orchestrator.cli import run_main
 from orchestrator.config import ConfigError
 from orchestrator.fs import atomic_path, atomic_write_text, file_lock
@@ -345,13 +346,15 @@ _atomic = atomic_path
 
 
 
-def _readme(tasks: list[str]) -> str:
+def _readme(tasks: list[str], left_out: list[str]) -> str:
     lines = ["# Leaderboards", "",
              "Written by `python -m orchestrator.leaderboard` (and by every sweep when it finishes) from all "
              "finished trials under results/.", "",
              "- [GLUE](glue.md)", "- [CIFAR](cifar.md)",
              "- [Compression: best metric at 50 / 25 / 10 / 5 % of the parameters and FLOPs](compression.md)",
              "- [All of it as one sortable page, with links to each trial](index.html)", ""]
+    if left_out:  # a cell compares methods at one budget; trials of another one would not be comparable
+        lines += ["Left out (one training budget per task):", "", *(f"- {line}" for line in left_out), ""]
     for task in tasks:
         lines += [f"## {task}", "", f"![{task}: metric against parameters and FLOPs]({task_slug(task)}.png)", ""]
     return "\n".join(lines)
@@ -361,6 +364,7 @@ def write_leaderboards(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Write glue.md, cifar.md, compression.md, <task>.png per task and README.md into `out_dir`;
     return the paths written, sorted."""
     out_dir = Path(out_dir)
+    frame, left_out = one_budget_per_task(frame)
     written = []
     for name, text in (("glue.md", glue_markdown(frame)), ("cifar.md", cifar_markdown(frame)),
                        ("compression.md", compression_markdown(frame))):
@@ -373,7 +377,7 @@ def write_leaderboards(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     from orchestrator.report_html import write_page
 
     written.append(write_page(frame, out_dir.parent, out_dir))  # results/leaderboards -> results/
-    atomic_write_text(out_dir / "README.md", _readme(tasks))
+    atomic_write_text(out_dir / "README.md", _readme(tasks, left_out))
     written.append(out_dir / "README.md")
     return sorted(written)
 

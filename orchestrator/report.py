@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from orchestrator import recipes
+from orchestrator.budgets import budget_text  # noqa: F401 - titles; re-exported for report_html
+from orchestrator.budgets import number as _num
 from orchestrator.config import Config, objective_pairs
 from orchestrator.fs import atomic_path
 from orchestrator.pareto import pareto_mask
@@ -173,14 +175,6 @@ def best_per_task(frame: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates(["model_name", "method.name", "task"]).reset_index(drop=True)
 
 
-def _num(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value
-
-
 def _short(value: Any) -> str:
     v = _num(value)
     if v is None:
@@ -246,22 +240,6 @@ def _sources(best: pd.DataFrame) -> list[str]:
     commands = sorted({(str(r["sweep"]), str(r["command"])) for _, r in best.iterrows()})
     lines += ["", "Commands:", ""] + [f"- `{sweep}`: `{command}`" for sweep, command in commands]
     return lines
-
-
-def budget_text(rows: pd.DataFrame) -> str:
-    """The training budget of some trials, as titles state it: examples, epochs, max length."""
-    if not len(rows):
-        return "no trials yet"
-
-    def values(column: str, none: str) -> str:
-        if column not in rows.columns or not len(rows):
-            return none
-        found = sorted({none if _num(v) is None else str(int(_num(v))) for v in rows[column]},
-                       key=lambda v: (v == none, float(v) if v != none else 0.0))
-        return found[0] if len(found) == 1 else f"{found[0]}–{found[-1]}"
-
-    return (f"training examples: {values('train.max_examples', 'all')}; epochs: {values('train.epochs', '?')}; "
-            f"max length: {values('train.max_length', '?')}")
 
 
 def _header(title: str, frame: pd.DataFrame, tasks: tuple[str, ...]) -> list[str]:
