@@ -503,8 +503,9 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError([f"{path}: not valid YAML: nested too deeply"]) from None
     except ValueError as exc:  # a date like 2001-02-30, an integer of more than 4300 digits
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
-    if raw is None:
-        raw = {}
+    if raw is None or raw == {}:  # every key at its default would mean the hub's bert-base-uncased on SST-2
+        raise ConfigError([f"{path}: the file is empty; a config names at least task: and model: "
+                           "(start from search_spaces/quickstart.yaml)"])
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: the top level must be a mapping of keys (name:, task:, model:, ...)"])
     return raw

@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import Config, ConfigError, dump_yaml, with_method_defaults, with_values
+from orchestrator.config import (
+    Config,
+    ConfigError,
+    dump_yaml,
+    is_local_ref,
+    with_method_defaults,
+    with_values,
+)
 from orchestrator.fs import file_lock
 from orchestrator.records import EarlyStopSpec, LoopConfig, TrialFiles
 
@@ -40,8 +47,11 @@ def _meta_model(ref: str, task_name: str, trust_remote_code: bool = False) -> An
         return auto.from_config(config)
 
 
-def preflight(cfg: Config) -> None:
-    """Refuse, before Ray starts, a rank larger than a target layer allows (every rank the space can draw)."""
+def preflight(cfg: Config, *, hub: bool = True) -> None:
+    """Refuse, before Ray starts or anything is written: a rank larger than a target layer allows (every rank
+    the space can draw), a local model folder without a usable tokenizer / image processor, and local data
+    whose training or evaluation split is missing or malformed (DataError, exit 2). `hub=False` (--dry-run)
+    checks local model folders only: a hub id would need the network."""
     from orchestrator import console
 
     console.quiet_libraries()
@@ -60,11 +70,46 @@ def preflight(cfg: Config) -> None:
     for method in methods_of(cfg):
         recipe = get_recipe(method)
         for ref in recipe.model_references(cfg):
+            if not hub and not is_local_ref(ref):
+                continue
             for msg in recipe.rank_problems(cfg, _meta_model(ref, cfg.task, cfg.trust_remote_code), max(ranks)):
                 if msg not in problems:
                     problems.append(msg)
+        problems += [p for p in _processor_problems(cfg, recipe.data_reference(cfg)) if p not in problems]
     if problems:
         raise ConfigError(problems)
+    _check_local_data(cfg)
+
+
+def _processor_problems(cfg: Config, ref: str) -> list[str]:
+    """A local model folder must hold its tokenizer or image processor (a hub id is checked when loaded)."""
+    from orchestrator.tasks import get_task, load_processor
+
+    if not is_local_ref(ref):
+        return []
+    try:
+        load_processor(ref, get_task(cfg.task), trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as err:
+        text = str(err).splitlines()[0]
+        return [text if text.startswith("model:") else f"model: {ref!r}: no usable tokenizer or image processor "
+                f"({text}); save it in that folder (tokenizer.save_pretrained / processor.save_pretrained)"]
+    return []
+
+
+def _check_local_data(cfg: Config) -> None:
+    """Load the training and evaluation splits of a local copy (a few seconds): a bad file is a DataError here,
+    before Ray, rather than a traceback after Ray Train's retries."""
+    if cfg.data_dir is None:
+        return
+    from orchestrator.tasks import DataError, get_task, load_split
+
+    task = get_task(cfg.task)
+    for split in dict.fromkeys(("train", task.eval_split)):
+        try:
+            load_split(task, split, cfg.data_dir)
+        except OSError as err:  # unreadable (permissions, a folder where a file belongs): bad data, not a crash
+            raise DataError(f"data_dir: {cfg.data_dir}: the {split} split of {task.name} cannot be read "
+                            f"({err.strerror or type(err).__name__}: {err.filename or ''})") from None
 
 
 def teacher_config(cfg: Config) -> Config:

@@ -17,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "baseline trials; write results/<name>/trials.csv, pareto.csv|md|png and log to MLflow.")
     add_config_options(parser)
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the resolved config and the search space, then exit without starting Ray")
+                        help="print the resolved config and the search space, check ranks, the model folder and the "
+                             "data files, then exit without starting Ray")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted sweep of the same name: finished trials are kept, "
                              "the Optuna state is restored")
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         print("# search space")
         for line in describe_space(cfg):
             print(redact(line))
+        from orchestrator.run import preflight
+
+        preflight(cfg, hub=False)  # ranks, the model folder, the data files: what a real run would refuse
+        print("# checks: ranks, local model folders and local data files are usable (hub ids: not checked)")
         return 0
     from orchestrator.tune import run_sweep  # Ray is imported only when a sweep really runs
 

@@ -105,3 +105,60 @@ def test_one_entry_point_runs_every_command_and_refuses_unknown_ones(shared_data
     assert bad.returncode == 2 and "unknown command 'sweeep'" in bad.stderr
     refused = run("orchestrator", "sweep", "--config", "/nonexistent.yaml")
     assert refused.returncode == 2 and "does not exist" in refused.stderr
+
+
+# ---------------------------------------------------------------- item 6: data errors before Ray, --dry-run checks
+
+
+def _cli(module: str, argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    import importlib
+
+    from orchestrator.cli import run_main
+
+    with pytest.raises(SystemExit) as info:
+        run_main(importlib.import_module(module).main, argv)
+    return int(info.value.code), capsys.readouterr().err
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("module", ["orchestrator.sweep", "orchestrator.train"])
+def test_a_missing_training_file_exits_2_before_ray_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture, module: str, shared_models: Path, shared_data: Path) -> None:
+    import sys
+
+    data = tmp_path / "data" / "glue" / "SST-2"
+    data.mkdir(parents=True)
+    (data / "dev.tsv").write_text((shared_data / "glue" / "SST-2" / "dev.tsv").read_text())
+    results = tmp_path / "results"
+    argv = ["--config", "search_spaces/quickstart.yaml", "--set", f"data_dir={tmp_path / 'data'}",
+            "--set", f"results_dir={results}"] + (["--out", str(tmp_path / "run")] if module.endswith("train") else [])
+    ray_loaded = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    code, err = _cli(module, argv, capsys)
+    assert code == 2 and "train.tsv: split 'train' of glue/sst2 not found" in err and "Traceback" not in err
+    assert not results.exists() and not (tmp_path / "run").exists()
+    if not ray_loaded:
+        assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+@pytest.mark.data
+def test_dry_run_reads_the_model_folder_the_ranks_and_the_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture, shared_models: Path, shared_data: Path) -> None:
+    no_tokenizer = tmp_path / "model"
+    no_tokenizer.mkdir()
+    (no_tokenizer / "config.json").write_text((shared_models / "minilm-l6-h384" / "config.json").read_text())
+    base = ["--config", "search_spaces/quickstart.yaml", "--dry-run"]
+    code, err = _cli("orchestrator.sweep", [*base, "--set", f"model={no_tokenizer}"], capsys)
+    assert code == 2 and f"model: '{no_tokenizer}' has no usable tokenizer" in err
+    code, err = _cli("orchestrator.sweep", [*base, "--set", 'space.method.rank={"choice": [8, 999]}'], capsys)
+    assert code == 2 and "method.rank=999 is larger than layer" in err and "choose a rank <= 384" in err
+    (tmp_path / "data" / "glue" / "SST-2").mkdir(parents=True)  # the folder is there, its train.tsv is not
+    code, err = _cli("orchestrator.sweep", [*base, "--set", f"data_dir={tmp_path / 'data'}"], capsys)
+    assert code == 2 and "split 'train' of glue/sst2 not found" in err
+    code, err = _cli("orchestrator.sweep", base, capsys)
+    assert code == 0, err
+
+
+def test_an_empty_config_file_is_refused(tmp_path: Path) -> None:
+    for text in ("", "# only a comment\n", "{}\n"):
+        with pytest.raises(ConfigError, match="the file is empty; a config names at least task: and model:"):
+            load_config(write(tmp_path, text))

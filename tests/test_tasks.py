@@ -550,10 +550,12 @@ def test_describe_json_matches_the_schema(shared_data, capsys):
 
 def test_describe_text_uses_orch_data_dir(shared_data, capsys, monkeypatch):
     monkeypatch.setenv("ORCH_DATA_DIR", str(shared_data))
-    assert T.main(["describe", "glue/qnli"]) == 0
-    out = capsys.readouterr().out
+    # The shared copy of QNLI has no train.tsv: described, and exit 2 because it cannot be trained on.
+    assert T.main(["describe", "glue/qnli"]) == 2
+    out, err = capsys.readouterr()
     assert "input columns:  question, sentence" in out and "5,463" in out
     assert "not found: train.tsv" in out and "0 entailment, 1 not_entailment" in out
+    assert "error: glue/qnli: split(s) train not found (train.tsv); training needs them" in err
 
 
 def test_describe_from_the_hub_with_a_monkeypatched_loader(monkeypatch, capsys):

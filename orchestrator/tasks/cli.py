@@ -98,4 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = (str(Path(args.data_dir, task.local_dir)) if args.data_dir
                   else f"hub {task.hub_id}" + (f" ({task.hub_config})" if task.hub_config else ""))
         print(_describe_text(task, info, notes, source))
+    needed = [s for s in dict.fromkeys(("train", task.eval_split)) if s not in info["splits"]]
+    if needed:  # what training reads: the task cannot be trained from this copy
+        print(f"error: {task.name}: split(s) {', '.join(needed)} not found "
+              f"({', '.join(task.local_files[s] for s in needed)}); training needs them", file=sys.stderr)
+        return 2
     return 0
