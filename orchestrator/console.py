@@ -95,8 +95,14 @@ class ConsoleCallback:
     def __new__(cls, cfg: Any, total: int) -> Any:  # subclass ray's Callback lazily (Ray imported late)
         from ray.tune import Callback
 
+        import dataclasses
+
         from orchestrator import recipes
         from orchestrator.config import flat_scalars, with_values
+
+        # Tune pickles this callback (and the config it closes over) into tune/tuner.pkl: no tracking URI,
+        # which may hold a password; the console never needs it.
+        cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=None))
 
         def describe(trial: Any) -> tuple[str, str]:
             from orchestrator.search import trial_point

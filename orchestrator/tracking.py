@@ -20,6 +20,10 @@ from orchestrator.redact import redact_uri
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 
+# MLflow prints "View run ... at: <server URL>" when a run on a tracking server ends, credentials and all,
+# to stdout and into Ray's worker logs; this tool prints its own, redacted, "MLflow UI" line instead.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
 
 def tracking_uri(cfg: Config) -> str:
     """The URI to connect with; it may hold a password or token: print `printable_uri` instead."""

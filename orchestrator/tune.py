@@ -173,6 +173,7 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     if smoke:
         cfg = smoke_config(cfg)
     preflight(cfg)
+    remember_config(cfg)  # what a restored ParentRunCallback logs with (it pickles no config)
     sweep_dir = Path(cfg.results_dir) / cfg.name
     experiment = sweep_dir / TUNE_DIR
     problem = fate_problem(sweep_dir, resume=resume)
@@ -272,6 +273,21 @@ def front_summary(cfg: Config, trials: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+# The running sweeps' configs, by name. Tune pickles its callbacks into tune/tuner.pkl on the sweep's
+# (shared) storage; the tracking URI may hold a password, so a callback keeps the sweep's name and finds
+# its config here, set by run_sweep in this driver process for a new sweep and for a resumed one alike.
+_LIVE_CONFIGS: dict[str, Config] = {}
+
+
+def remember_config(cfg: Config) -> None:
+    _LIVE_CONFIGS[cfg.name] = cfg
+
+
+def live_config(sweep: str) -> Config:
+    # A module-level function: cloudpickle pickles it by reference, so the dict never travels by value.
+    return _LIVE_CONFIGS[sweep]
+
+
 class ParentRunCallback:
     """Updates the sweep's parent MLflow run as trials finish: best objectives and hypervolume grow."""
 
@@ -280,7 +296,12 @@ class ParentRunCallback:
 
         class _Callback(Callback):
             def __init__(self, cfg: Config, parent_run_id: str) -> None:
-                self.cfg, self.parent_run_id = cfg, parent_run_id
+                self.sweep, self.parent_run_id = cfg.name, parent_run_id
+                remember_config(cfg)
+
+            @property
+            def cfg(self) -> Config:
+                return live_config(self.sweep)
 
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 rows = [{**(t.last_result or {}), "full_budget": bool((t.last_result or {}).get("full_budget"))}

@@ -715,3 +715,33 @@ def test_redact_survives_a_variable_deleted_while_the_environment_is_read() -> N
     env = redact_module._environment(Vanishing({"HOME": "/root", "MY_API_TOKEN": "s3cr3t-value-123"}))
     assert env == {"HOME": "/root", "MY_API_TOKEN": "s3cr3t-value-123"}
     assert Vanishing.reads >= 2
+
+
+def test_the_callbacks_tune_pickles_into_tuner_pkl_hold_no_tracking_password(tmp_path) -> None:
+    """tune/tuner.pkl (the sweep's shared storage) held the tracking password through the callbacks' config."""
+    from ray import cloudpickle
+
+    from orchestrator import tune as tune_module
+    from orchestrator.config import load_config
+    from orchestrator.console import ConsoleCallback
+
+    cfg = load_config(None, ["name=pk", f"tracking.uri={SECRET_URI}", f"results_dir={tmp_path}"],
+                      base={"task": "glue/sst2", "model": "bert-base-uncased"})
+    parent = tune_module.ParentRunCallback(cfg, "run123")
+    for callback in (parent, ConsoleCallback(cfg, 4)):
+        blob = cloudpickle.dumps(callback)
+        assert SECRET_PASSWORD.encode() not in blob and SECRET_TOKEN.encode() not in blob
+    restored = cloudpickle.loads(cloudpickle.dumps(parent))
+    assert restored.cfg.tracking.uri == SECRET_URI and restored.parent_run_id == "run123"  # found, not pickled
+
+
+def test_mlflow_never_prints_a_run_url_with_its_password(capsys) -> None:
+    """MLflow writes 'View run ... at: http://alice:<password>@...' to stdout when a run on a server ends."""
+    import orchestrator.tracking  # noqa: F401 - importing it turns MLflow's URL printing off
+    from mlflow.store.tracking.rest_store import RestStore
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    client = TrackingServiceClient(f"http://alice:{SECRET_PASSWORD}@127.0.0.1:9")
+    assert isinstance(client.store, RestStore)
+    client._log_url("0" * 32)  # would ask the (absent) server for the run, then print its URL
+    assert SECRET_PASSWORD not in capsys.readouterr().out
