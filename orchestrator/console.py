@@ -93,9 +93,9 @@ class ConsoleCallback:
     """A Tune callback printing `epoch_line` per report and `trial_line` + `progress_line` per finished trial."""
 
     def __new__(cls, cfg: Any, total: int) -> Any:  # subclass ray's Callback lazily (Ray imported late)
-        from ray.tune import Callback
-
         import dataclasses
+
+        from ray.tune import Callback
 
         from orchestrator import recipes
         from orchestrator.config import flat_scalars, with_values

@@ -737,9 +737,10 @@ def test_the_callbacks_tune_pickles_into_tuner_pkl_hold_no_tracking_password(tmp
 
 def test_mlflow_never_prints_a_run_url_with_its_password(capsys) -> None:
     """MLflow writes 'View run ... at: http://alice:<password>@...' to stdout when a run on a server ends."""
-    import orchestrator.tracking  # noqa: F401 - importing it turns MLflow's URL printing off
     from mlflow.store.tracking.rest_store import RestStore
     from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    import orchestrator.tracking  # noqa: F401 - importing it turns MLflow's URL printing off
 
     client = TrackingServiceClient(f"http://alice:{SECRET_PASSWORD}@127.0.0.1:9")
     assert isinstance(client.store, RestStore)
