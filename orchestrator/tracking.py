@@ -147,10 +147,11 @@ def close_trial_run(cfg: Config, trial_id: str, metrics: dict[str, Any]) -> None
 
 
 def reopen_or_start_run(cfg: Config, *, run_name: str, parent_run_id: str | None, tags: dict[str, str]) -> str:
-    """A sweep trial restarted after the driver was lost keeps its one child run."""
-    if parent_run_id:
-        run_id = find_run(cfg, "trial_id", run_name)
-        if run_id is not None:
-            client(cfg).update_run(run_id, status="RUNNING")
-            return run_id
+    """A sweep trial restarted after the driver was lost keeps its one child run. A run without a parent
+    (the KD-LoRA teacher, `orchestrator.train`) left RUNNING by a killed process is taken over too, so it
+    does not stay RUNNING for ever beside the new attempt; a finished one is kept and a new run starts."""
+    run_id = find_run(cfg, "trial_id", run_name)
+    if run_id is not None and (parent_run_id or client(cfg).get_run(run_id).info.status == "RUNNING"):
+        client(cfg).update_run(run_id, status="RUNNING")
+        return run_id
     return start_run(cfg, run_name=run_name, parent_run_id=parent_run_id, tags=tags)

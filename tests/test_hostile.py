@@ -162,3 +162,23 @@ def test_an_empty_config_file_is_refused(tmp_path: Path) -> None:
     for text in ("", "# only a comment\n", "{}\n"):
         with pytest.raises(ConfigError, match="the file is empty; a config names at least task: and model:"):
             load_config(write(tmp_path, text))
+
+
+def test_a_run_left_running_by_a_killed_process_is_reopened_not_orphaned(tmp_path: Path) -> None:
+    """Item 7: the KD-LoRA teacher's run (no parent) stayed RUNNING when the driver was killed mid-teacher;
+    the next attempt opened a second run. A RUNNING run of the same name is now taken over; a finished one
+    is not."""
+    from orchestrator import tracking
+
+    cfg = load_config(None, [f"results_dir={tmp_path}", "name=teacher-glue-sst2-abc"], base=BASE)
+    first = tracking.start_run(cfg, run_name="glue-sst2-abc", tags={"trial_id": "glue-sst2-abc"})
+    # ... the process is killed here: the run stays RUNNING
+    again = tracking.reopen_or_start_run(cfg, run_name="glue-sst2-abc", parent_run_id=None,
+                                         tags={"trial_id": "glue-sst2-abc"})
+    assert again == first
+    tracking.client(cfg).set_terminated(first, "FINISHED")
+    fresh = tracking.reopen_or_start_run(cfg, run_name="glue-sst2-abc", parent_run_id=None,
+                                         tags={"trial_id": "glue-sst2-abc"})
+    assert fresh != first
+    statuses = sorted(r.info.status for r in tracking.client(cfg).search_runs([tracking.experiment_id(cfg)]))
+    assert statuses == ["FINISHED", "RUNNING"]
