@@ -378,7 +378,7 @@ def with_method_defaults(cfg: Config) -> Config:
     Applied per run (a sweep over several methods keeps null in its base config, so each trial gets
     its own method's value), before config.yaml is written, so every run folder holds the value used.
     """
-    defaults = get_recipe(cfg.method.name).defaults
+    defaults = get_recipe(cfg.method.name).defaults_for(cfg)
     return with_values(cfg, {k: v for k, v in defaults.items() if cfg.get(k) is None})
 
 

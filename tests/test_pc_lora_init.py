@@ -97,3 +97,14 @@ def test_the_config_key_reaches_the_model_and_a_wrong_value_names_the_key(tmp_pa
     assert recipes.get_recipe("pc_lora").label({"method.rank": 8, "method.adapter_init": "svd"}) == "r=8, svd init"
     with pytest.raises(ConfigError, match="method.adapter_init: unknown initialisation 'pisa'; choose one of zero, svd"):
         load_config(None, base={**base, "method": {**base["method"], "adapter_init": "pisa"}})
+
+
+def test_the_svd_start_has_its_own_default_learning_rate() -> None:
+    """2e-3 (the zero start's default) collapsed every svd-start run on the H200; 1e-3 is its default."""
+    from orchestrator.config import load_config, with_method_defaults
+
+    base = {"name": "t", "task": "glue/sst2", "model": "bert-base-uncased", "method": {"name": "pc_lora"}}
+    lr = lambda *sets: with_method_defaults(load_config(None, list(sets), base=base)).train.lr  # noqa: E731
+    assert lr() == 2.0e-3
+    assert lr("method.adapter_init=svd") == 1.0e-3
+    assert lr("method.adapter_init=svd", "train.lr=5e-4") == 5.0e-4  # an explicit rate wins

@@ -69,6 +69,10 @@ class Recipe:
     lr_range: ClassVar[tuple[float, float]] = (1e-5, 1e-4)
 
     # -------------------------------------------------------------------- on the driver
+    def defaults_for(self, cfg: Config) -> Mapping[str, Any]:
+        """The defaults for this configuration (a method may pick them by its own settings)."""
+        return self.defaults
+
     def config_problems(self, cfg: Config) -> list[str]:
         """Problems of the method-specific keys that a type check cannot see, each naming its key."""
         return []
