@@ -200,7 +200,8 @@ def make_step(model: Any, loss_fn: Callable[[dict[str, torch.Tensor]], torch.Ten
     batch, which is a fresh dict each call.
     """
     trainable = [p for p in model.parameters() if p.requires_grad]
-    # fused on a GPU, as the loop's make_optimizer does since 2026-12-02 (the H200 figures before that are unfused).
+    # orchestrator.loop.adamw, written out: the loop imports Ray, which the GPU benchmarks run without.
+    # Fused on a GPU since 2026-12-02 (earlier H200 figures are unfused).
     optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01,
                                   fused=bool(trainable) and all(p.is_cuda for p in trainable))
 

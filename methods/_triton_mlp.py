@@ -36,40 +36,16 @@ def _kernel(z_ptr, b1_ptr, c1_ptr, a2_ptr, out_ptr, n_rows, hidden,
              mask=row_ok[:, None])
 
 
-def _padded(n: int) -> int:
-    return max(16, triton.next_power_of_2(n))
-
-
-class _Padded:
-    """The weights padded to power-of-two ranks ≥ 16 once per weight tensor (zeros add nothing)."""
-
-    cache: dict[tuple[int, int, int], tuple[Tensor, Tensor, Tensor]] = {}
-
-    @classmethod
-    def of(cls, b1: Tensor, c1: Tensor, a2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        key = (b1.data_ptr(), c1.data_ptr(), a2.data_ptr())
-        if key not in cls.cache:
-            hidden, r_in = b1.shape
-            r_out = a2.shape[0]
-            pb1 = b1.new_zeros(hidden, _padded(r_in))
-            pb1[:, :r_in] = b1
-            pa2 = a2.new_zeros(_padded(r_out), hidden)
-            pa2[:r_out] = a2
-            cls.cache[key] = (pb1.contiguous(), c1.contiguous(), pa2.contiguous())
-        return cls.cache[key]
-
-
-def low_rank_mlp(z: Tensor, b1: Tensor, c1: Tensor, a2: Tensor) -> Tensor:
+def low_rank_mlp(z: Tensor, b1: Tensor, c1: Tensor, a2: Tensor, r_out: int) -> Tensor:
+    """z (..., r₁) -> (..., r_out); b1 and a2 padded to power-of-two ranks ≥ 16 (serving.pad_ranks)."""
     lead, r_in = z.shape[:-1], z.shape[-1]
-    r_out, hidden = a2.shape
-    pb1, pc1, pa2 = _Padded.of(b1, c1, a2)
     rows = z.reshape(-1, r_in)
-    if pb1.shape[1] != r_in:
-        rows = torch.nn.functional.pad(rows, (0, pb1.shape[1] - r_in))
+    if b1.shape[1] != r_in:
+        rows = torch.nn.functional.pad(rows, (0, b1.shape[1] - r_in))
     rows = rows.contiguous()
-    out = torch.empty(rows.shape[0], pa2.shape[0], device=z.device, dtype=z.dtype)
+    out = torch.empty(rows.shape[0], a2.shape[0], device=z.device, dtype=z.dtype)
     block_n, block_h = 64, 64
     _kernel[(triton.cdiv(rows.shape[0], block_n),)](
-        rows, pb1, pc1, pa2, out, rows.shape[0], hidden,
-        R_IN=pb1.shape[1], R_OUT=pa2.shape[0], BLOCK_N=block_n, BLOCK_H=block_h, num_warps=4)
+        rows, b1, c1, a2, out, rows.shape[0], a2.shape[1],
+        R_IN=b1.shape[1], R_OUT=a2.shape[0], BLOCK_N=block_n, BLOCK_H=block_h, num_warps=4)
     return out[:, :r_out].reshape(*lead, r_out)

@@ -54,30 +54,46 @@ FUSED_MIN_TOKENS = 4096
 
 class LowRankMLP(nn.Module):
     """A feed-forward block between two compressed layers, up to the down-projection's B:
-    x -> A₂·gelu(B₁(A₁ x) + C₁), rank r in and out. The caller applies B₂ and C₂."""
+    x -> A₂·gelu(B₁(A₁ x) + C₁), rank r in and out. The caller applies B₂ and C₂. A BERT/ViT-style
+    `intermediate` (dense + activation) is replaced by it as it is."""
 
     def __init__(self, up: PCLoRALinear, down: PCLoRALinear) -> None:
         super().__init__()
         self.up = LowRankLinear(up)
         self.a2 = nn.Parameter(down.lora_A.detach().clone(), requires_grad=False)
-        self.fused = False  # set by prepare() once the kernel has matched the reference on the device
+        # The kernel's copies of B₁ and A₂ with the ranks padded (use_kernel); None = the torch path.
+        self.padded: tuple[Tensor, Tensor] | None = None
+
+    def use_kernel(self) -> None:
+        """Make the padded weights the Triton kernel reads, from the weights as they are now (call it after
+        the last .to(): the copies do not follow the module)."""
+        self.padded = pad_ranks(self.up.b.detach(), self.a2.detach())
 
     def forward(self, x: Tensor) -> Tensor:
         z = F.linear(x, self.up.a)
-        if self.fused and z.numel() // z.shape[-1] >= FUSED_MIN_TOKENS:
-            return _fused_low_rank_mlp(z, self.up.b, self.up.c, self.a2)
+        if self.padded is not None and z.numel() // z.shape[-1] >= FUSED_MIN_TOKENS:
+            return self.fused(z)
         return low_rank_mlp_reference(z, self.up.b, self.up.c, self.a2)
 
+    def fused(self, z: Tensor) -> Tensor:
+        """The Triton kernel over (tokens, r) -> (tokens, r); needs use_kernel() first."""
+        from methods import _triton_mlp  # imports triton: only on a GPU
 
-class _FusedIntermediate(nn.Module):
-    """BERT/ViT-style ``intermediate`` (dense + activation) that returns the rank-r A₂·act(...)."""
+        assert self.padded is not None
+        return _triton_mlp.low_rank_mlp(z, self.padded[0], self.up.c, self.padded[1], self.a2.shape[0])
 
-    def __init__(self, mlp: LowRankMLP) -> None:
-        super().__init__()
-        self.mlp = mlp
 
-    def forward(self, hidden_states: Tensor) -> Tensor:
-        return self.mlp(hidden_states)
+def pad_ranks(b1: Tensor, a2: Tensor) -> tuple[Tensor, Tensor]:
+    """B₁ (hidden, r₁) and A₂ (r₂, hidden) with zero columns / rows up to power-of-two ranks ≥ 16, what the
+    kernel's tl.dot needs; the zeros add nothing to the product."""
+    def size(r: int) -> int:
+        return max(16, 1 << (r - 1).bit_length())
+
+    pb1 = b1.new_zeros(b1.shape[0], size(b1.shape[1]))
+    pb1[:, : b1.shape[1]] = b1
+    pa2 = a2.new_zeros(size(a2.shape[0]), a2.shape[1])
+    pa2[: a2.shape[0]] = a2
+    return pb1, pa2
 
 
 class _FusedMLP(nn.Module):
@@ -87,11 +103,10 @@ class _FusedMLP(nn.Module):
     def __init__(self, mlp: LowRankMLP, down: PCLoRALinear) -> None:
         super().__init__()
         self.mlp = mlp
-        self.b2 = nn.Parameter(down.lora_B.detach() * down.scaling, requires_grad=False)
-        self.c2 = nn.Parameter(down.lora_C.detach().clone(), requires_grad=False)
+        self.down = _rank_to_out(down)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        return F.linear(self.mlp(hidden_states), self.b2, self.c2)
+        return self.down(self.mlp(hidden_states))
 
 
 def _exact_gelu(act: Any) -> bool:
@@ -114,7 +129,7 @@ def fold(model: nn.Module) -> dict[str, int]:
         if (inter is not None and out is not None and _compressed(getattr(inter, "dense", None))
                 and _compressed(getattr(out, "dense", None)) and _exact_gelu(getattr(inter, "intermediate_act_fn", None))):
             down = out.dense
-            module.intermediate = _FusedIntermediate(LowRankMLP(inter.dense, down))
+            module.intermediate = LowRankMLP(inter.dense, down)
             out.dense = _rank_to_out(down)
             fused += 1
         mlp = getattr(module, "mlp", None)
@@ -132,6 +147,7 @@ def fold(model: nn.Module) -> dict[str, int]:
 
 
 def _rank_to_out(down: PCLoRALinear) -> nn.Linear:
+    """``B₂ u + C₂`` over the rank-r output of a LowRankMLP (scaling folded into B₂)."""
     layer = nn.Linear(down.rank, down.out_features, device=down.lora_B.device, dtype=down.lora_B.dtype)
     with torch.no_grad():
         layer.weight.copy_(down.lora_B * down.scaling)
@@ -151,7 +167,10 @@ def prepare(model: nn.Module, device: torch.device | str = "cuda", dtype: torch.
     mlps = [m for m in model.modules() if isinstance(m, LowRankMLP)]
     report["fused_kernel"] = _enable_kernel(mlps[0], device, dtype) if mlps else "no feed-forward pair"
     for m in mlps:
-        m.fused = report["fused_kernel"] == "triton"
+        if report["fused_kernel"] == "triton":
+            m.use_kernel()
+        else:
+            m.padded = None
     if cuda_graphs if cuda_graphs is not None else device.type == "cuda":
         model = GraphedModel(model)
     report["cuda_graphs"] = isinstance(model, GraphedModel)
@@ -164,8 +183,9 @@ def _enable_kernel(mlp: LowRankMLP, device: torch.device, dtype: torch.dtype) ->
     if device.type != "cuda":
         return "torch (no GPU)"
     try:
+        mlp.use_kernel()
         z = torch.randn(300, mlp.up.a.shape[0], device=device, dtype=dtype)
-        got = _fused_low_rank_mlp(z, mlp.up.b, mlp.up.c, mlp.a2).float()
+        got = mlp.fused(z).float()
         want = low_rank_mlp_reference(z.float(), mlp.up.b.float(), mlp.up.c.float(), mlp.a2.float())
     except Exception as err:  # no Triton, an unsupported GPU: serve unfused rather than not at all
         return f"torch (kernel failed: {type(err).__name__}: {str(err)[:200]})"
@@ -207,10 +227,3 @@ class GraphedModel(nn.Module):
         with torch.cuda.graph(graph):
             output = self.model(**static)
         return graph, static, output
-
-
-def _fused_low_rank_mlp(z: Tensor, b1: Tensor, c1: Tensor, a2: Tensor) -> Tensor:
-    """The Triton kernel over (tokens, r) -> (tokens, r); ranks padded to ≥ 16 (tl.dot's minimum)."""
-    from methods import _triton_mlp  # imports triton: only on a GPU
-
-    return _triton_mlp.low_rank_mlp(z, b1, c1, a2)

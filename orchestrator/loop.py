@@ -107,12 +107,16 @@ class StepState:
     regression: bool
 
 
+def adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, fused on a GPU: one kernel for every parameter's update instead of a dozen per tensor."""
+    fused = bool(params) and all(p.is_cuda for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
 def make_optimizer(cfg: Config, raw_model: nn.Module, total_steps: int) -> tuple[Any, Any, list[nn.Parameter]]:
     """AdamW over the trainable parameters, linear warm-up then linear decay to 0 at `total_steps`."""
     trainable = [p for p in raw_model.parameters() if p.requires_grad]
-    # fused: one kernel for every parameter's update on a GPU instead of a dozen per tensor.
-    fused = bool(trainable) and all(p.is_cuda for p in trainable)
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=fused)
+    optimizer = adamw(trainable, cfg.train.lr, cfg.train.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.train.warmup_ratio * total_steps), total_steps)
     return optimizer, scheduler, trainable
 

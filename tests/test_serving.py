@@ -87,3 +87,15 @@ def test_an_uncompressed_pc_lora_model_is_refused() -> None:
     pc_lora.attach(model, RANK)
     with pytest.raises(ValueError, match="compress"):
         serving.LowRankLinear(pc_lora.pc_lora_layers(model)[0][1])
+
+
+def test_the_kernels_padded_weights_compute_the_same_product() -> None:
+    """tl.dot needs ranks of 16 or more; the zero padding pad_ranks adds must change nothing."""
+    torch.manual_seed(0)
+    z, b1, c1, a2 = torch.randn(5, 4), torch.randn(12, 4), torch.randn(12), torch.randn(4, 12)
+    pb1, pa2 = serving.pad_ranks(b1, a2)
+    assert pb1.shape == (12, 16) and pa2.shape == (16, 12)
+    padded_z = torch.nn.functional.pad(z, (0, 12))
+    got = serving.low_rank_mlp_reference(padded_z, pb1, c1, pa2)[:, :4]
+    torch.testing.assert_close(got, serving.low_rank_mlp_reference(z, b1, c1, a2))
+    assert serving.pad_ranks(torch.randn(8, 20), torch.randn(20, 8))[0].shape == (8, 32)
