@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator import reaper
 from orchestrator.config import (
     Config,
     ConfigError,
@@ -166,9 +167,11 @@ def ensure_ray(cfg: Config, *, log_to_driver: bool = True) -> None:
     # A local Ray for this process; the dashboard is not needed for a local sweep. Its raylet must
     # register within a fixed window that a heavily loaded machine can miss ("timed out during
     # startup"); a second start then succeeds, so try again before giving up.
+    _keep_token_auth(cfg)
     for attempt in range(LOCAL_RAY_START_ATTEMPTS):
         try:
             ray.init(include_dashboard=False, log_to_driver=log_to_driver, **quiet)
+            reaper.watch(os.getpid())
             return
         except Exception as exc:
             if "timed out during startup" not in str(exc) or attempt + 1 == LOCAL_RAY_START_ATTEMPTS:
@@ -176,6 +179,22 @@ def ensure_ray(cfg: Config, *, log_to_driver: bool = True) -> None:
             print(f"[{cfg.name}] local Ray did not start in time (a loaded machine?); starting it again",
                   flush=True)
             ray.shutdown()
+
+
+def _keep_token_auth(cfg: Config) -> None:
+    """Token authentication on for the local Ray this process starts, whatever RAY_AUTH_MODE says.
+
+    Ray 2.60's gRPC servers (GCS, raylet, workers) listen on every interface and cannot be told otherwise:
+    `ray.init(_node_ip_address="127.0.0.1")` is rewritten to the host's address. The token is then all that
+    keeps other machines out, and a local sweep never needs it off (a cluster's RAY_ADDRESS path does not
+    come here)."""
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.lower() != "token":
+        print(f"[{cfg.name}] RAY_AUTH_MODE={mode} ignored for the local Ray this command starts: its servers "
+              "listen on every interface, so token authentication stays on", flush=True)
+    _enable_token_auth()
 
 
 def use_gpu(cfg: Config) -> bool:

@@ -182,3 +182,54 @@ def test_a_run_left_running_by_a_killed_process_is_reopened_not_orphaned(tmp_pat
     assert fresh != first
     statuses = sorted(r.info.status for r in tracking.client(cfg).search_runs([tracking.experiment_id(cfg)]))
     assert statuses == ["FINISHED", "RUNNING"]
+
+
+LOCAL_RAY_DRIVER = """
+import time
+from orchestrator import run
+from orchestrator.config import Config
+from ray._private.authentication.authentication_utils import is_token_auth_enabled
+run.ensure_ray(Config(name="h"))
+print("token auth", is_token_auth_enabled(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_local_ray_keeps_token_auth_and_goes_with_a_killed_driver(tmp_path: Path) -> None:
+    """Item 11: Ray's servers listen on every interface (it has no loopback-only mode), so the token must
+    stay on even when the environment turns it off; and a SIGKILLed driver must not leave its agents behind
+    (they outlived the driver by 288 s before orchestrator/reaper.py)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from orchestrator import reaper
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    driver = subprocess.Popen([sys.executable, "-c", LOCAL_RAY_DRIVER], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        seen = []
+        for line in driver.stdout:
+            seen.append(line)
+            if line.startswith("token auth"):
+                break
+        assert "token auth True\n" in seen, seen
+        assert any("RAY_AUTH_MODE=disabled ignored" in line for line in seen), seen
+        time.sleep(3)  # the agents start after ray.init returns
+        ray_processes = reaper._ray_descendants(driver.pid)
+        titles = {(Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")[0] for pid in ray_processes}
+        assert {b"ray::DashboardAgent", b"ray::RuntimeEnvAgent"} <= titles, titles
+    finally:
+        driver.kill()
+        driver.wait()
+
+    def alive() -> list[int]:
+        return [pid for pid, started in ray_processes.items() if (s := reaper._stat(pid)) and s[1] == started]
+
+    deadline = time.monotonic() + 60
+    while alive() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not alive(), f"Ray processes of a killed driver still running: {alive()}"

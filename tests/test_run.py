@@ -34,6 +34,7 @@ def fake_ray(monkeypatch):
         for name in ("is_initialized", "init", "shutdown"):
             monkeypatch.setattr(ray, name, getattr(fake, name))
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        monkeypatch.setattr(run.reaper, "watch", lambda pid: None)  # no real Ray processes to watch
         return fake
 
     return install
