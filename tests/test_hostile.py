@@ -233,3 +233,57 @@ def test_local_ray_keeps_token_auth_and_goes_with_a_killed_driver(tmp_path: Path
     while alive() and time.monotonic() < deadline:
         time.sleep(1)
     assert not alive(), f"Ray processes of a killed driver still running: {alive()}"
+
+
+def _sst2_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "data" / "glue" / "SST-2"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_a_data_file_linking_to_a_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    from orchestrator import tasks as T
+
+    secret = tmp_path / "id_rsa"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY----- hunter2\n")
+    (_sst2_folder(tmp_path) / "train.tsv").symlink_to(secret)
+    with pytest.raises(T.DataError, match=r"train\.tsv: links to .*id_rsa, which is not a \.tsv file") as info:
+        T.load_split(T.get_task("glue/sst2"), "train", tmp_path / "data")
+    assert "hunter2" not in str(info.value) and "PRIVATE" not in str(info.value)
+
+
+def test_a_data_file_linking_to_real_data_elsewhere_is_read(tmp_path: Path) -> None:
+    from orchestrator import tasks as T
+
+    elsewhere = tmp_path / "disk2" / "sst2-train.tsv"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("sentence\tlabel\ngood film\t1\nbad film\t0\n")
+    (_sst2_folder(tmp_path) / "train.tsv").symlink_to(elsewhere)
+    ds = T.load_split(T.get_task("glue/sst2"), "train", tmp_path / "data")
+    assert ds["label"] == [1, 0]
+
+
+def test_a_pipe_or_device_as_data_file_is_refused_instead_of_read_forever(tmp_path: Path) -> None:
+    import os
+
+    from orchestrator import tasks as T
+
+    folder = _sst2_folder(tmp_path)
+    os.mkfifo(folder / "train.tsv")  # opening it for reading would block until a writer comes
+    (folder / "dev.tsv").symlink_to("/dev/zero")
+    task = T.get_task("glue/sst2")
+    with pytest.raises(T.DataError, match=r"train\.tsv: not a regular file"):
+        T.load_split(task, "train", tmp_path / "data")
+    with pytest.raises(T.DataError, match=r"dev\.tsv: not a regular file"):
+        T.load_split(task, "validation", tmp_path / "data")
+
+
+def test_a_tsv_too_big_to_hold_is_refused_before_it_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator import tasks as T
+    from orchestrator.tasks import loading
+
+    (_sst2_folder(tmp_path) / "train.tsv").write_text("sentence\tlabel\n" + "a long enough row\t1\n" * 100)
+    monkeypatch.setattr(loading, "MAX_TSV_BYTES", 1000)  # the real limit, 2 GiB, is too big for a test file
+    monkeypatch.setattr(loading, "_read_tsv", lambda *a: pytest.fail("the oversized file was read"))
+    with pytest.raises(T.DataError, match=r"train\.tsv: 0\.0 GiB; TSV files over .* convert it to Parquet"):
+        T.load_split(T.get_task("glue/sst2"), "train", tmp_path / "data")

@@ -30,6 +30,30 @@ def _load_from_hub(hub_id: str, hub_config: str | None, split: str) -> datasets.
     return datasets.load_dataset(hub_id, hub_config, split=split)
 
 
+# The TSV reader holds a whole file in Python lists (~10x its size); GLUE's largest TSV, MNLI's train
+# split, is 80 MB. Parquet is read column-wise by Arrow and has no such limit.
+MAX_TSV_BYTES = 2 << 30
+
+
+def _checked(path: Path) -> Path:
+    """`path`, unless it is a TSV that links to a file of another kind, or one too big to hold.
+
+    TSV errors quote the file's first line (a header that does not match) and bad labels: a `train.tsv`
+    linking to ~/.ssh/id_rsa or /etc/shadow would have them print the secret. Parquet errors quote no
+    content, and the hub's cache links Parquet shards to suffix-less blobs, so Parquet links are kept."""
+    if path.suffix != ".tsv":
+        return path
+    target = path.resolve()
+    if target.suffix != ".tsv":
+        raise DataError(f"{path}: links to {target}, which is not a .tsv file; link or copy the data file "
+                        "itself (nothing of the target was read)")
+    if (size := target.stat().st_size) > MAX_TSV_BYTES:
+        raise DataError(f"{path}: {size / 2**30:.1f} GiB; TSV files over {MAX_TSV_BYTES / 2**30:.0f} GiB are "
+                        "not read (they are held in memory whole): convert it to Parquet (<split>.parquet "
+                        "in the same folder, with the hub's column names)")
+    return path
+
+
 def _local_paths(task: TaskSpec, split: str, data_dir: str | os.PathLike[str]) -> list[Path]:
     """The file(s) holding `split` under data_dir; DataError naming what is missing and the fix."""
     root = Path(data_dir).expanduser()
@@ -42,11 +66,14 @@ def _local_paths(task: TaskSpec, split: str, data_dir: str | os.PathLike[str]) -
                         f"({', '.join(task.local_files.values())}) or leave data_dir unset to use the hub")
     main = folder / task.local_files[split]
     if main.is_file():
-        return [main]
+        return [_checked(main)]
     for candidates in ([folder / f"{split}.parquet"], sorted(folder.glob(f"{split}-*.parquet"))):
         existing = [p for p in candidates if p.is_file()]
         if existing:
-            return existing
+            return [_checked(p) for p in existing]
+    if main.exists():
+        raise DataError(f"{main}: not a regular file (a device, pipe or socket could be read forever); "
+                        "put the data file itself there")
     raise DataError(f"{main}: split {split!r} of {task.name} not found (also looked for {split}.parquet "
                     f"and {split}-*.parquet in {folder}); add the file, or use another split")
 
