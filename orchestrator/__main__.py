@@ -3,6 +3,7 @@ every command; `python -m orchestrator.sweep` and the other module paths keep wo
 
     python -m orchestrator sweep --config search_spaces/quickstart.yaml
     python -m orchestrator train --config FILE --out DIR
+    python -m orchestrator report SWEEP [--results DIR]
     python -m orchestrator leaderboard [--results DIR]
     python -m orchestrator ui
     python -m orchestrator tasks describe glue/mrpc --data-dir ../shared/data
@@ -17,6 +18,7 @@ import sys
 COMMANDS = {
     "sweep": ("orchestrator.sweep", "run the multi-objective Ray Tune + Optuna sweep of one YAML file"),
     "train": ("orchestrator.train", "train one configuration with Ray Train, write DIR/{config.yaml,metrics.json,model/}"),
+    "report": ("orchestrator.sweep_page", "write one sweep's HTML report (front, curves, trials, config, MLflow links)"),
     "leaderboard": ("orchestrator.leaderboard", "rebuild results/leaderboards/ from the sweeps in its manifest"),
     "ui": ("orchestrator.ui", "open the MLflow UI on loopback for a results folder"),
     "tasks": ("orchestrator.tasks.cli", "describe a task's splits, sizes, labels and metric"),

@@ -149,8 +149,9 @@ class ConsoleCallback:
         return _Callback()
 
 
-def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any) -> list[str]:
-    """The closing lines of a sweep: what happened to each trial, the front, the files, the commands."""
+def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: str = "") -> list[str]:
+    """The closing lines of a sweep: what happened to each trial, the front, the files, the commands
+    (`experiment_url`: the sweep's runs page on `orchestrator ui`, when it logged to the local database)."""
     from orchestrator import recipes
 
     counts = trials["status"].value_counts().to_dict() if len(trials) else {}
@@ -161,6 +162,8 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any) -> list[str]:
             result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             lines.append("  " + trial_line(str(row["trial_id"]), str(row["method.name"]), recipes.label(row), result,
                                            "", float(row.get("train_seconds") or 0)).rstrip())
-    lines += [f"files: {sweep_dir}/trials.csv, pareto.csv, pareto.md, pareto.png",
-              f"MLflow UI: python -m orchestrator ui --results {cfg.results_dir}"]
+    lines += [f"files: {sweep_dir}/trials.csv, pareto.csv, pareto.md, pareto.png (and .svg)",
+              f"report: python -m orchestrator report {sweep_dir}   (an HTML page: front, curves, trials)",
+              f"MLflow UI: python -m orchestrator ui --results {cfg.results_dir}"
+              + (f", then {experiment_url}" if experiment_url else "")]
     return lines

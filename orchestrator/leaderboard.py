@@ -33,6 +33,7 @@ from orchestrator.budgets import one_budget_per_task
 from orchestrator.cli import run_main
 from orchestrator.config import ConfigError
 from orchestrator.fs import atomic_path, atomic_write_text, file_lock
+from orchestrator.plots import plot_task
 from orchestrator.records import TrialFiles, read_metrics
 from orchestrator.report import (  # noqa: F401 - the leaderboards' tables and plots, re-exported
     BUDGETS,
@@ -49,7 +50,6 @@ from orchestrator.report import (  # noqa: F401 - the leaderboards' tables and p
     compression_markdown,
     config_label,
     glue_markdown,
-    plot_task,
     task_slug,
     under_budget,
 )
@@ -231,7 +231,8 @@ def _param(value: str) -> Any:
 
 
 def mlflow_rows(client: Any) -> list[dict[str, Any]]:
-    """Finished full-budget runs of every experiment an MLflow client sees (KD-LoRA teachers left out)."""
+    """Finished full-budget runs of every experiment an MLflow client sees (KD-LoRA teachers left out: tagged
+    sweep_role=teacher, or in the `teacher-*` experiments of databases written before they joined their sweep)."""
     rows = []
     for exp in sorted(client.search_experiments(), key=lambda e: e.name):
         if exp.name.startswith("teacher-"):
@@ -241,7 +242,7 @@ def mlflow_rows(client: Any) -> list[dict[str, Any]]:
             page = client.search_runs([exp.experiment_id], filter_string="tags.full_budget = 'true'",
                                       max_results=1000, page_token=token)
             for run in page:
-                if run.info.status != "FINISHED":
+                if run.info.status != "FINISHED" or run.data.tags.get("sweep_role") == "teacher":
                     continue
                 params, tags = run.data.params, run.data.tags
                 row: dict[str, Any] = {k: _param(v) for k, v in params.items()}

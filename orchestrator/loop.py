@@ -321,7 +321,7 @@ def report_epoch(w: Worker, loop: LoopConfig, metrics: dict[str, Any], sizes: di
     if w.rank == 0:
         append_epoch(out_dir, metrics)
         if loop.mlflow_run_id:
-            tracking.log_metrics(cfg, loop.mlflow_run_id, metrics, step=epoch + 1)
+            tracking.log_metrics(cfg, loop.mlflow_run_id, tracking.epoch_metrics(metrics), step=epoch + 1)
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -18,9 +18,7 @@ from orchestrator import recipes
 from orchestrator.budgets import budget_text  # noqa: F401 - titles; re-exported for report_html
 from orchestrator.budgets import number as _num
 from orchestrator.config import Config, objective_pairs
-from orchestrator.fs import atomic_path
 from orchestrator.pareto import pareto_mask
-from orchestrator.recipes import BASELINES
 from orchestrator.tasks import TASKS, at_chance, glue_score
 
 METHOD_ORDER = recipes.METHODS  # baselines first, as the papers lay tables out
@@ -124,38 +122,6 @@ def pareto_markdown(cfg: Config, front: pd.DataFrame, trials: pd.DataFrame) -> s
             cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def plot_front(cfg: Config, trials: pd.DataFrame, front: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    have = trials.dropna(subset=[c for c in ("metric", "params", "flops") if c in trials.columns])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, cost in zip(axes, ("params", "flops"), strict=True):
-        if cost not in have.columns:
-            continue
-        for method, group in have.groupby("method.name"):
-            style = {"marker": "*", "s": 120} if method in BASELINES else {"marker": "o", "s": 30}
-            ax.scatter(group[cost], group["metric"], label=method, alpha=0.6, **style)
-        if len(front) and cost in front.columns:
-            f = front.sort_values(cost)
-            ax.plot(f[cost], f["metric"], "k--", lw=1)
-            ax.scatter(f[cost], f["metric"], facecolors="none", edgecolors="k", s=90, label="Pareto front")
-        if "base_" + cost in have.columns and len(have):
-            ax.axvline(have["base_" + cost].iloc[0], color="grey", lw=0.8, ls=":", label=f"uncompressed {cost}")
-        ax.set_xscale("log")
-        ax.set_xlabel(cost + (" (forward, one example)" if cost == "flops" else " (deployable model)"))
-        ax.set_ylabel(f"{cfg.task} {trials['metric_name'].dropna().iloc[0] if 'metric_name' in trials and trials['metric_name'].notna().any() else 'metric'}")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{cfg.name}: metric against parameters and FLOPs")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------- leaderboards: selection
@@ -387,63 +353,3 @@ def compression_markdown(frame: pd.DataFrame) -> str:
 
 def task_slug(task: str) -> str:
     return task.replace("/", "-")
-
-
-def plot_task(frame: pd.DataFrame, task: str, path: Path) -> None:
-    """metric against parameters and against FLOPs for every method of one task; the Pareto front of
-    all methods (metric max, cost min) drawn; FFT and LoRA of each model as horizontal reference lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    rows = frame[frame["task"] == task]
-    metric_name = rows["metric_name"].dropna().iloc[0] if rows["metric_name"].notna().any() else "metric"
-    models = sorted(rows["model_name"].unique())
-    methods = sorted(rows["method.name"].unique(), key=_method_rank)
-    colours = {m: f"C{i}" for i, m in enumerate(methods)}
-    markers = dict(zip(models, "osD^vP*X", strict=False))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    for ax, cost in zip(axes, ("params", "flops"), strict=True):
-        for method in methods:
-            for model in models:
-                g = rows[(rows["method.name"] == method) & (rows["model_name"] == model)]
-                if len(g):
-                    label = method if len(models) == 1 else f"{method} ({model})"
-                    ax.scatter(g[cost], 100 * g["metric"], color=colours[method], marker=markers.get(model, "o"),
-                               s=36, alpha=0.7, label=label)
-        values = rows[["metric", cost]].to_numpy(float)
-        front = rows[pareto_mask(values, ["max", "min"])].sort_values([cost, "metric"])
-        ax.step(front[cost], 100 * front["metric"], where="post", color="k", lw=1, ls="--")
-        ax.scatter(front[cost], 100 * front["metric"], facecolors="none", edgecolors="k", s=100,
-                   label="Pareto front (all methods)")
-        for method, ls in zip(recipes.BASELINES, ("-", ":", "-.", "--"), strict=False):
-            for model in models:
-                ref = under_budget(rows[(rows["method.name"] == method) & (rows["model_name"] == model)],
-                                   "params", math.inf)
-                if ref is not None:
-                    name = recipes.get_recipe(method).display_name
-                    ax.axhline(100 * ref["metric"], color=colours[method], ls=ls, lw=1,
-                               label=f"{name} {model}" if len(models) > 1 else name)
-        for model in models:
-            base = rows.loc[rows["model_name"] == model, f"base_{cost}"].iloc[0]
-            ax.axvline(base, color="grey", lw=0.8, ls=":",
-                       label="uncompressed" + (f" {model}" if len(models) > 1 else ""))
-        spread = rows[cost].max() / max(rows[cost].min(), 1)
-        if spread >= 10:  # a log axis only when the costs span a decade; else its labels collide
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
-        ax.set_xlabel("parameters (deployable model)" if cost == "params" else "FLOPs (forward, one example)")
-        ax.set_ylabel(f"{task} {metric_name} ×100")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{task}: metric against parameters and FLOPs ({len(rows)} trials; {budget_text(rows)})")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png", metadata={"Software": None})
-    # The same figure as SVG, for papers and the HTML page; a fixed hash salt keeps reruns byte-identical.
-    with matplotlib.rc_context({"svg.hashsalt": "leaderboard"}), atomic_path(path.with_suffix(".svg")) as tmp:
-        fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(fig)

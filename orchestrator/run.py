@@ -132,20 +132,20 @@ def teacher_key(cfg: Config) -> str:
     return f"{slug}-{digest}"
 
 
-def ensure_teacher(cfg: Config) -> Path:
+def ensure_teacher(cfg: Config, parent_run_id: str | None = None) -> Path:
     """The fine-tuned teacher's folder (model/, metrics.json, train logits), training it only if absent.
 
-    Trials running at the same time wait on a file lock, so the teacher is trained once.
-    """
+    Trials running at the same time wait on a file lock, so the teacher is trained once. Its MLflow run
+    sits in the run's or sweep's experiment (a child of the sweep, tagged sweep_role=teacher), not in an
+    experiment of its own."""
     teacher_dir = Path(cfg.results_dir) / TEACHERS_DIR / teacher_key(cfg)
     done = teacher_dir / TrialFiles.TEACHER_LOGITS
     with file_lock(teacher_dir.with_suffix(".lock")):
         if done.is_file() and (teacher_dir / TrialFiles.METRICS).is_file():
             return teacher_dir
         tcfg = teacher_config(cfg)
-        tcfg = with_values(tcfg, {"name": f"teacher-{teacher_key(cfg)}"})
         print(f"[{cfg.name}] fine-tuning the KD-LoRA teacher once: {teacher_dir}", flush=True)
-        fit(tcfg, teacher_dir, emit_train_logits=True)
+        fit(tcfg, teacher_dir, emit_train_logits=True, parent_run_id=parent_run_id, role="teacher")
     return teacher_dir
 
 
@@ -206,7 +206,8 @@ def use_gpu(cfg: Config) -> bool:
 
 
 def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits: bool = False,
-        parent_run_id: str | None = None, early_stop: EarlyStopSpec | None = None) -> dict[str, Any]:
+        parent_run_id: str | None = None, early_stop: EarlyStopSpec | None = None,
+        role: str = "") -> dict[str, Any]:
     """Train `cfg` with `resources.workers` Ray Train workers; writes out_dir/{config.yaml, metrics.json, model/}.
 
     Returns metrics.json. Inside a Tune trial (`in_tune`) every epoch's report is forwarded to Tune.
@@ -226,9 +227,11 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / TrialFiles.CONFIG).write_text(dump_yaml(cfg))
-    teacher_dir = str(ensure_teacher(cfg)) if get_recipe(cfg.method.name).needs_teacher(cfg) else None
-    run_id = tracking.reopen_or_start_run(cfg, run_name=out_dir.name, parent_run_id=parent_run_id,
-                                          tags={"trial_id": out_dir.name, "full_budget": "false"})
+    needs_teacher = get_recipe(cfg.method.name).needs_teacher(cfg)
+    teacher_dir = str(ensure_teacher(cfg, parent_run_id)) if needs_teacher else None
+    run_id = tracking.reopen_or_start_run(cfg, trial_id=out_dir.name, run_name=tracking.run_name(cfg, out_dir.name, role),
+                                          parent_run_id=parent_run_id,
+                                          tags={"full_budget": "false", **({"sweep_role": role} if role else {})})
     gpu = use_gpu(cfg)
     per_worker = {"CPU": cfg.resources.cpus_per_worker}
     if gpu:
@@ -265,10 +268,12 @@ def record_run(cfg: Config, run_id: str, out_dir: Path, metrics: dict[str, Any])
     """The finished run in MLflow: final metrics, status tags, config and metrics files, the model if asked."""
     from orchestrator import tracking
 
-    tracking.log_metrics(cfg, run_id, metrics, step=metrics["epoch"])
+    tracking.log_metrics(cfg, run_id, tracking.final_metrics(metrics), step=metrics["epoch"])
+    tracking.log_constants(cfg, run_id, metrics)
     tracking.set_tags(cfg, run_id, {"full_budget": str(bool(metrics.get("full_budget"))).lower(),
                                     "stopped_early": str(bool(metrics.get("stopped_early"))).lower(),
                                     "diverged": str(bool(metrics.get("diverged"))).lower(),
+                                    "resumed_from_epoch": metrics.get("resumed_from_epoch", 0),
                                     "device": metrics.get("device", ""), "node": metrics.get("node", "")})
     tracking.log_artifacts(cfg, run_id, [out_dir / TrialFiles.METRICS, out_dir / TrialFiles.CONFIG])
     if cfg.tracking.log_models and (out_dir / TrialFiles.MODEL).is_dir():

@@ -8,6 +8,7 @@ or MLFLOW_TRACKING_URI), e.g. a tracking server.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Config
-from orchestrator.redact import redact_uri
+from orchestrator.redact import redact, redact_uri
 
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -23,6 +24,27 @@ ARTIFACTS_DIR = "mlartifacts"
 # MLflow prints "View run ... at: <server URL>" when a run on a tracking server ends, credentials and all,
 # to stdout and into Ray's worker logs; this tool prints its own, redacted, "MLflow UI" line instead.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+# The experiment's runs page as this tool opens it (`view_url`): trials sorted by metric, with the
+# settings and the kept-% on both parameter bases in view, children listed flat. MLflow keeps a view
+# shared by its "Share" button as an experiment tag under this key.
+VIEW_KEY = "orchestrator-trials"
+DEFAULT_VIEW = {"orderByKey": "metrics.`metric`", "orderByAsc": False,
+                "selectedColumns": ["params.`method.name`", "params.`method.rank`", "params.`train.lr`",
+                                    "metrics.`metric`", "metrics.`params_kept_pct`",
+                                    "metrics.`encoder_params_kept_pct`", "metrics.`flops_kept_pct`"]}
+# Without this tag MLflow 3 guesses the experiment's kind and may open its GenAI (traces) view.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+# Keys of an epoch's report that do not change within a run: logged once at the end, never as flat curves.
+RUN_CONSTANTS = ("world_size", "worker_start_unix", "resumed_from_epoch")
+SIZE_KEYS = ("params", "params_no_embeddings", "base_params", "base_params_no_embeddings", "flops", "base_flops",
+             "trainable_params")
+# kept-% metric -> (size, size of the uncompressed model): the two parameter bases and FLOPs.
+KEPT_PCT = {"params_kept_pct": ("params", "base_params"),
+            "encoder_params_kept_pct": ("params_no_embeddings", "base_params_no_embeddings"),
+            "flops_kept_pct": ("flops", "base_flops")}
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -55,22 +77,79 @@ def experiment_id(cfg: Config, name: str | None = None) -> str:
     location = None
     if tracking_uri(cfg).startswith("sqlite:"):  # keep artifacts beside the database, not in the cwd
         location = (Path(cfg.results_dir).resolve() / ARTIFACTS_DIR).as_uri()
+    tags = {**EXPERIMENT_KIND, f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(DEFAULT_VIEW),
+            "mlflow.note.content": f"Trials of `{name}` (task {cfg.task}): `python -m orchestrator sweep` or "
+                                   "`train`; the parent run holds the search space and the front."}
     try:
-        return c.create_experiment(name, artifact_location=location)
+        return c.create_experiment(name, artifact_location=location, tags=tags)
     except Exception:  # another trial created it first
         return c.get_experiment_by_name(name).experiment_id
 
 
-def flat_params(cfg: Config) -> dict[str, str]:
-    """Every fixed or searched key of a config as an MLflow param (dotted names, each once), secrets redacted."""
-    from orchestrator.config import flat_scalars
+LOCAL_UI = "http://127.0.0.1:5000"  # where `python -m orchestrator ui` serves by default
 
-    return {k: "null" if v is None else str(v) for k, v in flat_scalars(cfg.to_dict()).items()}
+
+def local_view_url(cfg: Config) -> str:
+    """The sweep's runs page on `orchestrator ui` when it logs to the local default database, else ''."""
+    default = f"sqlite:///{Path(cfg.results_dir).resolve() / DB_FILE}"
+    if tracking_uri(cfg) != default:
+        return ""
+    return view_url(LOCAL_UI, experiment_id(cfg))
+
+
+def view_url(base_url: str, experiment: str) -> str:
+    """The runs page of `experiment` in the default view (DEFAULT_VIEW), on a UI served at base_url."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment}/runs?viewStateShareKey={VIEW_KEY}"
+
+
+def run_name(cfg: Config, trial_id: str, role: str = "") -> str:
+    """`pc_lora-r8-712f8bfa_00003`: the method, its rank where it has one, the trial; `teacher-...` for a teacher."""
+    from orchestrator.recipes import applies
+    from orchestrator.recipes.base import short_number
+
+    parts = [role] if role else []
+    parts.append(cfg.method.name)
+    if applies("method.rank", cfg.method.name) and cfg.method.rank is not None:
+        parts.append(f"r{short_number(cfg.method.rank)}")
+    return "-".join([*parts, trial_id])
+
+
+def flat_params(cfg: Config) -> dict[str, str]:
+    """The keys of a config that apply to its method, as MLflow params (dotted names), secrets redacted.
+    A KD-LoRA run carries no PC-LoRA schedule and FFT no rank: trials.csv blanks them the same way."""
+    from orchestrator.config import flat_scalars
+    from orchestrator.recipes import applies
+
+    return {k: "null" if v is None else str(v) for k, v in flat_scalars(cfg.to_dict()).items()
+            if applies(k, cfg.method.name)}
 
 
 def numeric(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+
+
+def epoch_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """What one epoch adds to a run's curves: the numbers that change from epoch to epoch."""
+    return {k: v for k, v in numeric(metrics).items() if k not in RUN_CONSTANTS + SIZE_KEYS + ("epoch",)}
+
+
+def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """A finished run's numbers: the last epoch's, the sizes, and the kept-% on each basis."""
+    final = {k: v for k, v in numeric(metrics).items() if k not in RUN_CONSTANTS}
+    for name, (size, base) in KEPT_PCT.items():
+        if final.get(size) is not None and final.get(base):
+            final[name] = 100.0 * final[size] / final[base]
+    return final
+
+
+def log_constants(cfg: Config, run_id: str, metrics: dict[str, Any]) -> None:
+    """A run's constants as params, logged once (the epoch a run resumed from is a tag: it may change)."""
+    from mlflow.entities import Param
+
+    params = [Param("world_size", str(metrics["world_size"]))] if "world_size" in metrics else []
+    if params:
+        client(cfg).log_batch(run_id, params=params)
 
 
 def start_run(cfg: Config, *, run_name: str, parent_run_id: str | None = None,
@@ -83,6 +162,32 @@ def start_run(cfg: Config, *, run_name: str, parent_run_id: str | None = None,
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = c.create_run(experiment_id(cfg), run_name=run_name, tags=all_tags)
     params = [Param(k, v[:6000]) for k, v in flat_params(cfg).items()]
+    for i in range(0, len(params), 100):
+        c.log_batch(run.info.run_id, params=params[i:i + 100])
+    return run.info.run_id
+
+
+def start_parent_run(cfg: Config) -> str:
+    """A sweep's parent run: the methods it compares (a tag), the search space and the search as params,
+    the fixed settings every trial shares (task, model, budget) as params too."""
+    from mlflow.entities import Param
+
+    from orchestrator.config import flat_scalars
+    from orchestrator.recipes import applies
+    from orchestrator.search import describe_space, methods_of
+
+    methods = methods_of(cfg)
+    c = client(cfg)
+    run = c.create_run(experiment_id(cfg), run_name=f"sweep-{cfg.name}",
+                       tags={"task": cfg.task, "methods": ",".join(methods), "sweep_role": "parent",
+                             "mlflow.note.content": "Search space:\n\n" + "\n".join(
+                                 f"- {line}" for line in describe_space(cfg))})
+    searched = set(cfg.space)
+    fixed = {k: v for k, v in flat_scalars(cfg.to_dict()).items()
+             if k not in searched and (not k.startswith("method.") or any(applies(k, m) for m in methods))}
+    space = {f"space.{k}": redact(str(v)) for k, v in cfg.space.items()}
+    search = {f"search.{k}": str(v) for k, v in cfg.to_dict()["search"].items()}
+    params = [Param(k, ("null" if v is None else str(v))[:6000]) for k, v in {**fixed, **space, **search}.items()]
     for i in range(0, len(params), 100):
         c.log_batch(run.info.run_id, params=params[i:i + 100])
     return run.info.run_id
@@ -146,12 +251,13 @@ def close_trial_run(cfg: Config, trial_id: str, metrics: dict[str, Any]) -> None
     finish_run(cfg, run_id)
 
 
-def reopen_or_start_run(cfg: Config, *, run_name: str, parent_run_id: str | None, tags: dict[str, str]) -> str:
+def reopen_or_start_run(cfg: Config, *, trial_id: str, run_name: str, parent_run_id: str | None,
+                        tags: dict[str, str]) -> str:
     """A sweep trial restarted after the driver was lost keeps its one child run. A run without a parent
     (the KD-LoRA teacher, `orchestrator.train`) left RUNNING by a killed process is taken over too, so it
     does not stay RUNNING for ever beside the new attempt; a finished one is kept and a new run starts."""
-    run_id = find_run(cfg, "trial_id", run_name)
+    run_id = find_run(cfg, "trial_id", trial_id)
     if run_id is not None and (parent_run_id or client(cfg).get_run(run_id).info.status == "RUNNING"):
         client(cfg).update_run(run_id, status="RUNNING")
         return run_id
-    return start_run(cfg, run_name=run_name, parent_run_id=parent_run_id, tags=tags)
+    return start_run(cfg, run_name=run_name, parent_run_id=parent_run_id, tags={"trial_id": trial_id, **tags})

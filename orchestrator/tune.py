@@ -29,9 +29,10 @@ from orchestrator.config import (
 from orchestrator.console import ConsoleCallback
 from orchestrator.fs import atomic_path, atomic_write_text
 from orchestrator.pareto import hypervolume
+from orchestrator.plots import plot_front
 from orchestrator.records import DIVERGED, METRIC_COLUMNS, EarlyStopSpec, TrialFiles, read_metrics
 from orchestrator.redact import redact
-from orchestrator.report import ablation_markdown, ablation_table, front_of, pareto_markdown, plot_front  # noqa: F401
+from orchestrator.report import ablation_markdown, ablation_table, front_of, pareto_markdown  # noqa: F401
 from orchestrator.search import (
     METHOD_KEY,
     applies,
@@ -184,7 +185,7 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     gpu = use_gpu(cfg)
     parent_run_id = tracking.find_run(cfg, "sweep_role", "parent") if resume else None
     if parent_run_id is None:
-        parent_run_id = tracking.start_run(cfg, run_name=cfg.name, tags={"sweep_role": "parent"})
+        parent_run_id = tracking.start_parent_run(cfg)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "sweep.yaml").write_text(dump_yaml(cfg) + "\n# search space\n"
                                               + "".join(f"# {redact(line)}\n" for line in describe_space(cfg)))
@@ -223,7 +224,8 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
         from orchestrator.leaderboard import refresh
 
         refresh(Path(cfg.results_dir), sweep=cfg.name)  # only when results/leaderboards/manifest.yaml lists it
-    for line in console.summary(cfg, rows, front_of(cfg, rows) if len(rows) else rows, sweep_dir):
+    for line in console.summary(cfg, rows, front_of(cfg, rows) if len(rows) else rows, sweep_dir,
+                                tracking.local_view_url(cfg)):
         print(f"[{cfg.name}] {line}")
     return 0
 
@@ -258,17 +260,23 @@ def reference_point(cfg: Config, trials: pd.DataFrame) -> list[float]:
 
 
 def front_summary(cfg: Config, trials: pd.DataFrame) -> dict[str, float]:
-    """Best value of each objective over full-budget trials, and the front's hypervolume (2-3 objectives)."""
+    """Over full-budget trials: each objective's best (`max_metric`, `min_params`: values, not settings), and
+    the front's hypervolume (2-3 objectives) as a share of the box between the reference point and the
+    ideal one (metric 1, size 0), so sweeps of models of any size compare: 1.0 would be a perfect model
+    of no size."""
     done = trials[trials["full_budget"].astype(bool)] if len(trials) else trials
     pairs = objective_pairs(cfg)
     names = [m for m, _ in pairs]
     if len(done) == 0 or any(n not in done.columns for n in names):
         return {}
     done = done.dropna(subset=names)
-    out = {f"best_{m}": float(done[m].max() if d == "max" else done[m].min()) for m, d in pairs}
-    if len(pairs) in (2, 3):
-        out["hypervolume"] = hypervolume(done[names].to_numpy(float), [d for _, d in pairs],
-                                         reference_point(cfg, done))
+    out = {f"{d}_{m}": float(done[m].max() if d == "max" else done[m].min()) for m, d in pairs}
+    if len(pairs) in (2, 3) and len(done):
+        ref = reference_point(cfg, done)
+        ideal = [max(1.0, float(done[m].max())) if d == "max" else 0.0 for m, d in pairs]
+        box = math.prod(abs(i - r) for i, r in zip(ideal, ref, strict=True))
+        hv = hypervolume(done[names].to_numpy(float), [d for _, d in pairs], ref)
+        out["hypervolume"] = hv / box if box > 0 else 0.0
     out["full_budget_trials"] = float(len(done))
     return out
 

@@ -173,11 +173,11 @@ def test_a_run_left_running_by_a_killed_process_is_reopened_not_orphaned(tmp_pat
     cfg = load_config(None, [f"results_dir={tmp_path}", "name=teacher-glue-sst2-abc"], base=BASE)
     first = tracking.start_run(cfg, run_name="glue-sst2-abc", tags={"trial_id": "glue-sst2-abc"})
     # ... the process is killed here: the run stays RUNNING
-    again = tracking.reopen_or_start_run(cfg, run_name="glue-sst2-abc", parent_run_id=None,
+    again = tracking.reopen_or_start_run(cfg, trial_id="glue-sst2-abc", run_name="glue-sst2-abc", parent_run_id=None,
                                          tags={"trial_id": "glue-sst2-abc"})
     assert again == first
     tracking.client(cfg).set_terminated(first, "FINISHED")
-    fresh = tracking.reopen_or_start_run(cfg, run_name="glue-sst2-abc", parent_run_id=None,
+    fresh = tracking.reopen_or_start_run(cfg, trial_id="glue-sst2-abc", run_name="glue-sst2-abc", parent_run_id=None,
                                          tags={"trial_id": "glue-sst2-abc"})
     assert fresh != first
     statuses = sorted(r.info.status for r in tracking.client(cfg).search_runs([tracking.experiment_id(cfg)]))

@@ -309,11 +309,11 @@ def test_mlflow_runs_are_added_once(results: Path) -> None:
     client = MlflowClient(uri)
 
     def run(experiment: str, trial_id: str, params: dict[str, str], metrics: dict[str, float],
-            status: str = "FINISHED", full_budget: str = "true") -> None:
+            status: str = "FINISHED", full_budget: str = "true", **tags: str) -> None:
         found = client.get_experiment_by_name(experiment)
         exp_id = found.experiment_id if found else client.create_experiment(experiment)
         r = client.create_run(exp_id, tags={"trial_id": trial_id, "full_budget": full_budget,
-                                            "mlflow.parentRunId": "p"})
+                                            "mlflow.parentRunId": "p", **tags})
         for k, v in params.items():
             client.log_param(r.info.run_id, k, v)
         for k, v in metrics.items():
@@ -328,7 +328,8 @@ def test_mlflow_runs_are_added_once(results: Path) -> None:
     run("glue-qnli", "q1", qnli, {"metric": 0.88, "accuracy": 0.88, **cost})
     run("glue-qnli", "q2", qnli, {"metric": 0.99, "accuracy": 0.99, **cost}, status="KILLED", full_budget="false")
     run("glue-qnli", "q3", qnli, {"metric": 0.98, "accuracy": 0.98, **cost}, status="FAILED")
-    run("teacher-glue-qnli-abc", "t", {**qnli, "method.name": "fft"}, {"metric": 0.97, **cost})
+    run("teacher-glue-qnli-abc", "t", {**qnli, "method.name": "fft"}, {"metric": 0.97, **cost})  # older layout
+    run("glue-qnli", "t2", {**qnli, "method.name": "fft"}, {"metric": 0.96, **cost}, sweep_role="teacher")
     frame = leaderboard.gather(results, tracking_uri=uri)
     added = frame[frame["source"] == "mlflow"]
     assert list(added["trial_id"]) == ["q1"] and added.iloc[0]["method.rank"] == 32
@@ -399,27 +400,16 @@ def test_a_cell_at_chance_is_marked(tmp_path: Path) -> None:
 def test_the_html_page_loads_sorts_and_links_each_cell_in_chromium(results: Path, tmp_path: Path) -> None:
     """index.html: static, offline, no console error, sorted by the URL's #sort=, cells linked to trial files."""
     import re
-    import shutil
-    import subprocess
 
-    chromium = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-    if chromium is None:
-        pytest.skip("chromium not found; run .ci/setup (apt-get install chromium)")
+    from tests.conftest import headless_chromium
+
     written = leaderboard.build(results)
     page = results / "leaderboards" / "index.html"
     assert page in written and (results / "leaderboards" / "glue-cola.svg") in written
     shot = tmp_path / "leaderboard.png"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--hide-scrollbars", "--window-size=1400,1200", f"--user-data-dir={tmp_path / 'profile'}",
-             "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", f"--screenshot={shot}", "--dump-dom"]
     column = 2  # CoLA (MCC), after model and method
-    proc = subprocess.run([chromium, *flags, f"{page.as_uri()}#sort=glue:{column}:desc"], capture_output=True,
-                          text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    dom, console = headless_chromium(f"{page.as_uri()}#sort=glue:{column}:desc", tmp_path, shot)
     assert console == []
-    dom = proc.stdout
     assert f'data-sorted="glue:{column}:desc"' in dom
     glue = dom.split('id="glue"')[1].split("</table>")[0]
     keys = [float(v) for v in re.findall(r'<tr><td class="text">[^<]*</td><td class="text">[^<]*</td><td data-sort="([-\d.e]+)"', glue)]

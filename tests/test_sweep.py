@@ -71,15 +71,38 @@ def check_mlflow(sweep_dir: Path, trials: pd.DataFrame) -> None:
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     assert len(parents) == 1
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    parent = parents[0]
+    below = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = [r for r in below if r.data.tags.get("sweep_role") != "teacher"]
+    teachers = [r for r in below if r.data.tags.get("sweep_role") == "teacher"]
+    assert len(runs) == 1 + len(children) + len(teachers)  # no run outside the sweep's tree
     assert sorted(r.data.tags["trial_id"] for r in children) == sorted(trials["trial_id"])
     assert all(r.info.status == "FINISHED" and r.data.tags["full_budget"] == "true" for r in children)
     for child in children:
         row = trials[trials["trial_id"] == child.data.tags["trial_id"]].iloc[0]
-        assert child.data.metrics["metric"] == pytest.approx(row["metric"])
-        assert child.data.params["method.name"] == row["method.name"]
-    assert parents[0].data.metrics["hypervolume"] > 0
-    assert parents[0].info.status == "FINISHED"
+        metrics, params = child.data.metrics, child.data.params
+        assert metrics["metric"] == pytest.approx(row["metric"])
+        assert params["method.name"] == row["method.name"]
+        # a name a person can read: pc_lora-r8-<trial id>
+        assert child.info.run_name == f"{row['method.name']}-r{int(row['method.rank'])}-{row['trial_id']}"
+        assert metrics["params_kept_pct"] == pytest.approx(100 * row["params"] / row["base_params"])
+        assert metrics["encoder_params_kept_pct"] == pytest.approx(
+            100 * row["params_no_embeddings"] / row["base_params_no_embeddings"])
+        # constants once, as params, not as flat curves; only the keys the trial's method uses
+        assert "world_size" in params and "world_size" not in metrics and "worker_start_unix" not in metrics
+        for key in params:
+            if key.startswith("method.") and key in row.index and params[key] != "null":
+                assert pd.notna(row[key]), f"{child.info.run_name} carries {key}, which trials.csv blanks"
+        history = client.get_metric_history(child.info.run_id, "params")
+        assert len(history) == 1  # a size is logged once, at the end
+    for teacher in teachers:
+        assert teacher.info.run_name.startswith("teacher-fft-") and teacher.info.status == "FINISHED"
+    assert set(parent.data.tags["methods"].split(",")) == set(trials["method.name"])
+    assert "method.name" not in parent.data.params and "space.method.name" in parent.data.params
+    assert 0 < parent.data.metrics["hypervolume"] < 1 and "max_metric" in parent.data.metrics
+    assert parent.info.status == "FINISHED"
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the runs view, not GenAI's
+    assert not [e.name for e in client.search_experiments() if e.name.startswith("teacher-")]
 
 
 def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) -> None:

@@ -217,17 +217,43 @@ def as_dict(items: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {item["key"]: item["value"] for item in items or []}
 
 
+SECRET = "Pg%2FSecret99"  # a password with a '/', percent-encoded as a URI needs it
+
+
+def started_unix(monotonic_start: float) -> float:
+    return time.time() - (time.monotonic() - monotonic_start)
+
+
+def assert_no_secret(console: str, results: Path, ray_sessions_since: float) -> None:
+    """The password in none of: the console, any file under results/ (trials.csv, sweep.yaml, config.yaml,
+    tune/tuner.pkl and Tune's experiment state, epochs.jsonl), the logs of the Ray sessions this run started."""
+    needles = (SECRET.encode(), b"Secret99")
+    assert not any(n.decode() in console for n in needles), "the password is on the console"
+    files = [p for p in results.rglob("*") if p.is_file()]
+    ray_root = Path("/tmp/ray")
+    sessions = [d for d in ray_root.glob("session_2*") if d.is_dir() and d.stat().st_mtime >= ray_sessions_since]
+    files += [p for d in sessions for p in (d / "logs").rglob("*") if p.is_file()]
+    assert any(p.name == "tuner.pkl" for p in files) and sessions, "nothing to search: the layout changed?"
+    leaks = [str(p) for p in files if any(n in p.read_bytes() for n in needles)]
+    assert not leaks, f"the tracking password is in {leaks}"
+    print(f"no password in the console, {len(files)} files under results/ and {len(sessions)} Ray session(s)")
+
+
 def test_sweep_logs_to_a_postgres_backed_tracking_server(tracking_server: str, tmp_path: Path,
                                                           shared_models, shared_data) -> None:
     results = tmp_path / "results"
     started = time.monotonic()
+    # Credentials in the URI, as a team's server behind basic auth takes them (this server ignores them):
+    # nothing the sweep prints or writes, Ray's logs and Tune's pickled state included, may hold them.
+    with_password = tracking_server.replace("http://", f"http://alice:{SECRET}@")
     proc = subprocess.run([sys.executable, "-m", "orchestrator.sweep", "--config", str(QUICKSTART), "--smoke",
                            "--set", f"model={MODELS / 'minilm-l3-h384'}", "--set", f"data_dir={DATA}",
-                           "--set", f"results_dir={results}", "--set", f"tracking.uri={tracking_server}"],
+                           "--set", f"results_dir={results}", "--set", f"tracking.uri={with_password}"],
                           cwd=REPO, capture_output=True, text=True, timeout=900,
                           env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     print(f"smoke sweep against the tracking server: {time.monotonic() - started:.0f} s")
+    assert_no_secret(proc.stdout + proc.stderr, results, ray_sessions_since=started_unix(started))
     trials = pd.read_csv(results / "quickstart-smoke" / "trials.csv")
     assert len(trials) == 2 and set(trials["method.name"]) == {"pc_lora", "kd_lora"}
     errors = "".join(p.read_text()[-3000:] for p in (results / "quickstart-smoke" / "tune").glob("*/error.txt"))
@@ -241,14 +267,17 @@ def test_sweep_logs_to_a_postgres_backed_tracking_server(tracking_server: str, t
     parent = parents[0]
     assert parent["info"]["status"] == "FINISHED"
     assert as_dict(parent["data"].get("metrics"))["hypervolume"] > 0
-    children = [r for r in runs if as_dict(r["data"].get("tags")).get("mlflow.parentRunId") == parent["info"]["run_id"]]
+    children = [r for r in runs if as_dict(r["data"].get("tags")).get("mlflow.parentRunId") == parent["info"]["run_id"]
+                and as_dict(r["data"].get("tags")).get("sweep_role") != "teacher"]
     assert sorted(as_dict(r["data"]["tags"])["trial_id"] for r in children) == sorted(trials["trial_id"])
-    assert len(runs) == 1 + len(trials)
+    teachers = [r for r in runs if as_dict(r["data"].get("tags")).get("sweep_role") == "teacher"]
+    assert len(teachers) == 1  # KD-LoRA's, a child of the sweep in its experiment
+    assert len(runs) == 1 + len(trials) + len(teachers)
     for child in children:
         tags, metrics, params = (as_dict(child["data"].get(k)) for k in ("tags", "metrics", "params"))
         row = trials[trials["trial_id"] == tags["trial_id"]].iloc[0]
         assert child["info"]["status"] == "FINISHED" and tags["full_budget"] == "true"
-        assert child["info"]["run_name"] == row["trial_id"]
+        assert child["info"]["run_name"] == f"{row['method.name']}-r{int(row['method.rank'])}-{row['trial_id']}"
         assert metrics["metric"] == pytest.approx(row["metric"])
         assert metrics["params"] == pytest.approx(row["params"])
         assert params["method.name"] == row["method.name"]

@@ -34,7 +34,6 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars", "--window-size=1400,900"]
 SERVER_START_S = 120
-VIEW_KEY = "trials"
 
 
 def free_port() -> int:
@@ -238,14 +237,11 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
     trials = pd.read_csv(ui_results / "ui" / "trials.csv")
     assert len(trials) == 2
     exp_id = api(url, "experiments/get-by-name", params="experiment_name=ui")["experiment"]["experiment_id"]
-    # The runs table shows no metric columns until a user picks them (Columns, or Sort). Do what the UI's
-    # "Share" button does: store the view (sorted by metric, these columns) as an experiment tag and
-    # open it by its key. Sorting by a metric also lists the child runs flat instead of under the parent.
-    view = {"orderByKey": "metrics.`metric`", "orderByAsc": False,
-            "selectedColumns": ["metrics.`metric`", "metrics.`params`", "params.`method.name`"]}
-    api(url, "experiments/set-experiment-tag", {"experiment_id": exp_id, "key": f"mlflow.sharedViewState.{VIEW_KEY}",
-                                                "value": json.dumps(view)})
-    page = f"{url}/#/experiments/{exp_id}/runs?viewStateShareKey={VIEW_KEY}"
+    # The experiment carries this tool's view (tracking.DEFAULT_VIEW, set when the sweep created it): the
+    # link the sweep prints opens the runs sorted by metric, listed flat, with the kept-% columns in view.
+    from orchestrator import tracking
+
+    page = tracking.view_url(url, exp_id)
     shot = tmp_path / "experiment-page.png"
     by_trial: dict[str, dict[str, str]] = {}
     for attempt in range(3):  # the first render after start can find the server still warming its caches
@@ -253,15 +249,17 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
         rows = grid_rows(html)
         by_trial = {t: cells for t in trials["trial_id"] for cells in rows.values()
                     if t in cells.get("attributes.`Run Name`", "")}
-        if len(by_trial) == len(trials) and all("metrics.`metric`" in c for c in by_trial.values()):
+        if len(by_trial) == len(trials) and all("metrics.`params_kept_pct`" in c for c in by_trial.values()):
             break
     assert "Training runs" in html and "ui" in html
     assert set(by_trial) == set(trials["trial_id"]), f"trial rows not found in the page; rows: {rows}"
     for _, row in trials.iterrows():
         cells = by_trial[row["trial_id"]]
         assert float(cells["metrics.`metric`"]) == pytest.approx(row["metric"], rel=1e-6)
-        assert float(cells["metrics.`params`"]) == pytest.approx(row["params"], rel=1e-6)
+        assert float(cells["metrics.`params_kept_pct`"]) == pytest.approx(100 * row["params"] / row["base_params"],
+                                                                         rel=1e-4)
         assert cells["params.`method.name`"] == row["method.name"]
+        assert f"pc_lora-r{int(row['method.rank'])}-{row['trial_id']}" in cells["attributes.`Run Name`"]
 
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
