@@ -6,6 +6,7 @@ every command; `python -m orchestrator.sweep` and the other module paths keep wo
     python -m orchestrator report SWEEP [--results DIR]
     python -m orchestrator leaderboard [--results DIR]
     python -m orchestrator ui
+    python -m orchestrator tasks list
     python -m orchestrator tasks describe glue/mrpc --data-dir ../shared/data
 """
 
@@ -21,7 +22,7 @@ COMMANDS = {
     "report": ("orchestrator.sweep_page", "write one sweep's HTML report (front, curves, trials, config, MLflow links)"),
     "leaderboard": ("orchestrator.leaderboard", "rebuild results/leaderboards/ from the sweeps in its manifest"),
     "ui": ("orchestrator.ui", "open the MLflow UI on loopback for a results folder"),
-    "tasks": ("orchestrator.tasks.cli", "describe a task's splits, sizes, labels and metric"),
+    "tasks": ("orchestrator.tasks.cli", "list the tasks, or describe one's splits, sizes, labels and metric"),
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from methods.schedules import SCHEDULES as DECAY_SCHEDULES
+from orchestrator.constraints import parse as parse_constraint
 from orchestrator.recipes import METHODS, get_recipe, method_specific_keys
 from orchestrator.typed import (  # noqa: F401 - MAX_* are part of this module's API
     MAX_INT,
@@ -37,7 +38,7 @@ from orchestrator.typed import (  # noqa: F401 - MAX_* are part of this module's
 # full fine-tuning and adapters that must replace a layer). Kept last: it nests the others.
 SPACE_KINDS = ("choice", "int", "uniform", "loguniform", "grid", "per_method")
 SAMPLERS = ("nsga2", "tpe", "random", "grid")
-SCHEDULERS = ("asha", "none")
+SCHEDULERS = ("asha", "mo_asha", "none")
 # Every key a metrics.json holds that can be an objective (task-specific metrics are added by the task).
 OBJECTIVE_METRICS = (
     "metric", "accuracy", "f1", "mcc", "pearson", "spearman", "params", "params_no_embeddings",
@@ -144,6 +145,12 @@ class SearchConfig:
     max_concurrent_trials: int | None = None
     # Ablations: every configuration is repeated once per seed (sets train.seed).
     seeds: list[int] | None = None
+    # Where the Optuna study lives: null = sqlite:///<results_dir>/<name>/optuna.db (optuna-dashboard opens
+    # it; --resume continues it); an SQLAlchemy URL (postgresql://...) for a study a team shares.
+    storage: str | None = None
+    # Bounds a trial must meet to count (orchestrator/constraints.py), e.g. ["params_kept_pct <= 10"]:
+    # NSGA-II/TPE sample towards them, fronts and reports leave trials that miss one out.
+    constraints: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -336,6 +343,11 @@ def _range_problems(cfg: Config) -> list[str]:
         metric, _, mode = obj.partition(":")
         need(bool(metric) and mode in ("max", "min"),
              f"search.objectives: {obj!r} must read NAME:max or NAME:min, e.g. metric:max")
+    for text in s.constraints:
+        try:
+            parse_constraint(text)
+        except ValueError as err:
+            need(False, f"search.constraints: {err}")
     return p
 
 

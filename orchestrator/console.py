@@ -37,7 +37,16 @@ def quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+    # "Creating initial MLflow database tables...": mlflow sets its logger's level from this variable when
+    # imported, which may come after this call; the level set here covers an mlflow imported already.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:  # "A new study created in memory with name: ..." (optuna resets its level on first use)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    except ImportError:
+        pass
     # Tune's legacy reporter at verbose=0 prints nothing; the new one still prints its configuration box.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
@@ -166,4 +175,74 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: s
               f"report: python -m orchestrator report {sweep_dir}   (an HTML page: front, curves, trials)",
               f"MLflow UI: python -m orchestrator ui --results {cfg.results_dir}"
               + (f", then {experiment_url}" if experiment_url else "")]
+    if cfg.search.sampler != "grid":
+        from orchestrator.optuna_search import storage_url
+        from orchestrator.redact import redact_uri
+
+        lines.append("Optuna dashboard: pip install optuna-dashboard && optuna-dashboard "
+                     f"{redact_uri(storage_url(cfg.search.storage, sweep_dir))}")
     return lines
+
+
+class EpochFollower:
+    """Prints each epoch of a run as rank 0 appends it to DIR/epochs.jsonl: `orchestrator train`'s console
+    when Ray keeps the workers' own output in its logs (no --verbose). A file, not a stream, so a restarted
+    worker's epochs and the last one before exit are never lost or printed twice.
+
+        with EpochFollower(out_dir, cfg.name, cfg.train.epochs):
+            fit(cfg, out_dir)
+    """
+
+    def __init__(self, out_dir: Any, name: str, epochs: int, poll_s: float = 1.0) -> None:
+        from pathlib import Path
+
+        self.path, self.name, self.epochs, self.poll_s = Path(out_dir) / "epochs.jsonl", name, epochs, poll_s
+        self.seen = self.path.stat().st_size if self.path.is_file() else 0  # a resumed run's earlier epochs
+        self._stop: Any = None
+
+    def lines(self) -> list[str]:
+        import json
+
+        if not self.path.is_file():
+            return []
+        with open(self.path) as handle:
+            handle.seek(self.seen)
+            text = handle.read()
+        complete = text[:text.rfind("\n") + 1]  # a line still being written waits for the next poll
+        self.seen += len(complete.encode())
+        return [self.line(json.loads(raw)) for raw in complete.splitlines() if raw.strip()]
+
+    def line(self, e: dict[str, Any]) -> str:
+        if e.get("diverged"):
+            return f"[{self.name}] epoch {e['epoch']}/{self.epochs}: non-finite loss; stopped as diverged"
+        parts = [f"[{self.name}] epoch {e['epoch']}/{self.epochs}"]
+        if e.get("loss") is not None:
+            parts.append(f"loss {e['loss']:.4f}")
+        if e.get("metric") is not None:
+            parts.append(f"{e.get('metric_name', 'metric')} {e['metric']:.4f}")
+        if e.get("lambda") is not None:
+            parts.append(f"λ {e['lambda']:.3f}")
+        if e.get("resumed_from_epoch"):
+            parts.append(f"(resumed from the checkpoint of epoch {e['resumed_from_epoch']})")
+        return " ".join(parts)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            for line in self.lines():
+                print(line, flush=True)
+
+    def __enter__(self) -> EpochFollower:
+        import threading
+
+        if not verbose():  # with --verbose rank 0's own lines reach the console
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            for line in self.lines():
+                print(line, flush=True)

@@ -71,15 +71,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def early_stop_decision(early_stop: EarlyStopSpec | None, epoch: int, metric: float | None, rank: int,
+def early_stop_decision(early_stop: EarlyStopSpec | None, epoch: int, report: dict[str, Any], rank: int,
                         world: int) -> bool:
-    """ASHA's rule at a rung epoch (see orchestrator/asha.py); rank 0 decides, every rank follows."""
+    """ASHA's or MO-ASHA's rule at a rung epoch (see orchestrator/asha.py) on the epoch's report (the
+    sizes included); rank 0 decides, every rank follows."""
     if early_stop is None or epoch not in early_stop.rungs:
         return False
     decision = [False]
     if rank == 0:
         decision[0] = asha.record_and_decide(Path(early_stop.rung_dir), epoch, early_stop.trial_id,
-                                             float(metric), early_stop.reduction_factor)
+                                             early_stop.rung_value(report), early_stop.reduction_factor,
+                                             list(early_stop.directions) or None)
     if world > 1:
         dist.broadcast_object_list(decision, src=0)
     return bool(decision[0])
@@ -273,12 +275,12 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         if w.rank == 0:
             print_epoch(cfg, metrics)
         last = epoch + 1 == cfg.train.epochs and not diverged
-        stop = not last and not diverged and early_stop_decision(loop.early_stop, epoch + 1, metrics.get("metric"),
+        stop = not last and not diverged and early_stop_decision(loop.early_stop, epoch + 1, {**sizes, **metrics},
                                                                  w.rank, w.s.world)
         report_epoch(w, loop, metrics, sizes, epoch, step, last=last, stop=stop, start_time=start_time)
         if stop or diverged:
             if w.rank == 0:
-                print(f"[{cfg.name}] " + ("stopped early by ASHA" if stop else "diverged") + f" after epoch {epoch + 1}",
+                print(f"[{cfg.name}] " + ("stopped early at a rung" if stop else "diverged") + f" after epoch {epoch + 1}",
                       flush=True)
             break
         faults.after_epoch(w.rank, epoch)
@@ -362,7 +364,7 @@ def finish(w: Worker, out_dir: Path, emit_train_logits: bool) -> dict[str, Any]:
 
 def append_epoch(out_dir: Path, metrics: dict[str, Any]) -> None:
     """One line of the epochs file: the epoch's node, time and result, written after its checkpoint was reported."""
-    keys = ("epoch", "node", "resumed_from_epoch", "loss", "metric", "diverged")
+    keys = ("epoch", "node", "resumed_from_epoch", "loss", "metric_name", "metric", "lambda", "diverged")
     line = {"time": time.time(), **{k: metrics[k] for k in keys if k in metrics}}
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / TrialFiles.EPOCHS, "a") as handle:

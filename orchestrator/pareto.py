@@ -73,3 +73,45 @@ def _hv3(v: np.ndarray, ref: np.ndarray) -> float:
         if depth > 0:
             volume += _hv2(v[: i + 1, :2], ref[:2]) * depth
     return float(volume)
+
+
+def nondominated_ranks(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    """Each row's front number by non-dominated sorting: 0 for the Pareto front, 1 for the front of what
+    remains without it, and so on (NSGA-II's ranks; O(n² · fronts), ample for rung tables)."""
+    v = _as_minimisation(values, directions)
+    ranks = np.full(len(v), -1)
+    left = np.arange(len(v))
+    front = 0
+    while len(left):
+        mask = pareto_mask(v[left], ["min"] * v.shape[1])
+        ranks[left[mask]] = front
+        left, front = left[~mask], front + 1
+    return ranks
+
+
+def crowding_distance(values: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance of each row within its set: the sum over objectives of the normalised gap
+    between its two neighbours; the extremes of each objective get infinity (they are kept first)."""
+    v = np.asarray(values, dtype=float)
+    n, k = v.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(k):
+        order = np.argsort(v[:, j], kind="stable")
+        span = v[order[-1], j] - v[order[0], j]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (v[order[2:], j] - v[order[:-2], j]) / span
+    return distance
+
+
+def nondominated_order(values: np.ndarray, directions: Sequence[str]) -> list[int]:
+    """Row indices best first: by non-dominated rank, then by crowding distance within a front (larger
+    first: a point in a sparse part of the front is kept before one among many), then by row (earlier first)."""
+    ranks = nondominated_ranks(values, directions)
+    crowding = np.zeros(len(ranks))
+    for front in np.unique(ranks):
+        members = np.flatnonzero(ranks == front)
+        crowding[members] = crowding_distance(np.asarray(values, dtype=float)[members])
+    return sorted(range(len(ranks)), key=lambda i: (ranks[i], -crowding[i], i))

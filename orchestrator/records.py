@@ -32,19 +32,31 @@ class TrialFiles:
 
 @dataclass(frozen=True)
 class EarlyStopSpec:
-    """ASHA inside the trial (orchestrator/asha.py): where the rung records live and when to compare."""
+    """ASHA or MO-ASHA inside the trial (orchestrator/asha.py): where the rung records live, when to
+    compare, and for MO-ASHA the objectives ranked at a rung with their directions (empty: ASHA on metric)."""
 
     rung_dir: str
     trial_id: str
     rungs: tuple[int, ...]
     reduction_factor: float
+    objectives: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> EarlyStopSpec | None:
         if not raw:
             return None
         return cls(rung_dir=raw["rung_dir"], trial_id=raw["trial_id"], rungs=tuple(raw["rungs"]),
-                   reduction_factor=float(raw["reduction_factor"]))
+                   reduction_factor=float(raw["reduction_factor"]), objectives=tuple(raw.get("objectives", ())),
+                   directions=tuple(raw.get("directions", ())))
+
+    def rung_value(self, report: dict[str, Any]) -> float | list[float]:
+        """What a trial records at a rung: its metric (ASHA), or its objectives (MO-ASHA); NaN if absent."""
+        def number(key: str) -> float:
+            value = report.get(key)
+            return float(value) if value is not None else math.nan
+
+        return [number(k) for k in self.objectives] if self.objectives else number("metric")
 
 
 @dataclass(frozen=True)

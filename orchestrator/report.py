@@ -18,6 +18,7 @@ from orchestrator import recipes
 from orchestrator.budgets import budget_text  # noqa: F401 - titles; re-exported for report_html
 from orchestrator.budgets import number as _num
 from orchestrator.config import Config, objective_pairs
+from orchestrator.constraints import KEPT_PCT
 from orchestrator.pareto import pareto_mask
 from orchestrator.tasks import TASKS, at_chance, glue_score
 
@@ -50,11 +51,25 @@ GLUE_TASKS = tuple(t for t in TASKS if t.startswith("glue/"))
 
 
 
+def counted(cfg: Config, trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials a front is drawn from: full budget, and within `search.constraints` (recomputed from the
+    row, so a report rebuilt from trials.csv agrees with the sweep)."""
+    from orchestrator.constraints import is_feasible, parse
+
+    if not len(trials):
+        return trials
+    done = trials[trials["full_budget"].astype(bool)]
+    constraints = [parse(c) for c in cfg.search.constraints]
+    if constraints and len(done):
+        done = done[[is_feasible(constraints, row) for _, row in done.iterrows()]]
+    return done
+
+
 def front_of(cfg: Config, trials: pd.DataFrame) -> pd.DataFrame:
-    """The non-dominated full-budget trials under the sweep's objectives."""
+    """The non-dominated full-budget trials under the sweep's objectives (and within its constraints)."""
     pairs = objective_pairs(cfg)
     names = [m for m, _ in pairs]
-    done = trials[trials["full_budget"].astype(bool)] if len(trials) else trials
+    done = counted(cfg, trials)
     done = done.dropna(subset=[n for n in names if n in done.columns])
     if len(done) == 0 or any(n not in done.columns for n in names):
         return done.iloc[0:0]
@@ -97,14 +112,15 @@ def pareto_markdown(cfg: Config, front: pd.DataFrame, trials: pd.DataFrame) -> s
              f"Task {cfg.task}, model {Path(cfg.model).name}; objectives "
              + ", ".join(f"{m} ({d})" for m, d in pairs)
              + f". {len(front)} of {int(trials['full_budget'].sum()) if len(trials) else 0} full-budget trials "
-             f"({len(trials)} in all) are non-dominated.", ""]
+             f"({len(trials)} in all) are non-dominated"
+             + (f" among the {len(counted(cfg, trials))} within the constraints "
+                f"({', '.join(cfg.search.constraints)}); the others are infeasible" if cfg.search.constraints else "")
+             + ".", ""]
     searched = sorted({k for s in trials.get("searched", pd.Series(dtype=str)).dropna() for k in s.split(",") if k})
     cols = ["trial_id", "method.name"] + [k for k in searched if k != "method.name"]
     # Sizes on both bases: the whole model, and the encoder without embeddings (the papers' basis).
     cols += ["metric", "params", "params_kept_pct", "encoder_params_kept_pct", "flops", "flops_kept_pct"]
-    kept = {"params_kept_pct": ("params", "base_params"),
-            "encoder_params_kept_pct": ("params_no_embeddings", "base_params_no_embeddings"),
-            "flops_kept_pct": ("flops", "base_flops")}
+    kept = KEPT_PCT
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "---|" * len(cols))
     for _, row in front.iterrows():

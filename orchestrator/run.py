@@ -207,12 +207,13 @@ def use_gpu(cfg: Config) -> bool:
 
 def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits: bool = False,
         parent_run_id: str | None = None, early_stop: EarlyStopSpec | None = None,
-        role: str = "") -> dict[str, Any]:
+        role: str = "", log_to_driver: bool = True) -> dict[str, Any]:
     """Train `cfg` with `resources.workers` Ray Train workers; writes out_dir/{config.yaml, metrics.json, model/}.
 
     Returns metrics.json. Inside a Tune trial (`in_tune`) every epoch's report is forwarded to Tune.
     The run is logged to MLflow (a child of `parent_run_id` when given): params, per-epoch curves
     (from rank 0), the final metrics and, with tracking.log_models, the deployable model.
+    `log_to_driver=False` keeps the workers' output in Ray's logs when this starts a local Ray.
     """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -223,7 +224,7 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     from orchestrator.recipes import get_recipe
 
     cfg = with_method_defaults(cfg)  # train.lr: null = the method's own, written into config.yaml
-    ensure_ray(cfg)
+    ensure_ray(cfg, log_to_driver=log_to_driver)  # a no-op inside a sweep, whose Ray is up
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / TrialFiles.CONFIG).write_text(dump_yaml(cfg))

@@ -103,3 +103,14 @@ def describe_space(cfg: Config) -> list[str]:
         lines.append(f"grid: {len(grid_points(cfg))} points"
                      + (f" ({len(cfg.search.seeds)} seeds each)" if cfg.search.seeds else ""))
     return lines
+
+
+def budget_line(cfg: Config) -> str:
+    """What a sweep will cost, for --dry-run: trials x epochs, and what early stopping may save."""
+    trials = len(grid_points(cfg)) if cfg.search.sampler == "grid" else cfg.search.num_samples
+    epochs = cfg.train.epochs
+    line = f"{trials} trials x {epochs} epochs = at most {trials * epochs} trial-epochs"
+    if cfg.search.scheduler != "none" and cfg.search.grace_period < epochs:
+        line += (f"; {cfg.search.scheduler} may stop a trial from epoch {cfg.search.grace_period} on "
+                 f"(about 1/{cfg.search.reduction_factor:g} of the trials go on at each rung)")
+    return line

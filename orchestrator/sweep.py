@@ -7,7 +7,7 @@ import argparse
 from orchestrator.cli import add_config_options, config_from_args, run_main
 from orchestrator.config import dump_yaml
 from orchestrator.redact import redact
-from orchestrator.search import describe_space
+from orchestrator.search import budget_line, describe_space
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print("# search space")
         for line in describe_space(cfg):
             print(redact(line))
+        print(f"# budget: {budget_line(cfg)}")
         from orchestrator.run import preflight
 
         preflight(cfg, hub=False)  # ranks, the model folder, the data files: what a real run would refuse

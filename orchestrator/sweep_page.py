@@ -94,7 +94,8 @@ def trial_rows(trials: pd.DataFrame, front_ids: set[str], runs: dict[str, str], 
                      _pct(r.get("params"), r.get("base_params")),
                      _pct(r.get("params_no_embeddings"), r.get("base_params_no_embeddings")),
                      _pct(r.get("flops"), r.get("base_flops")),
-                     f'<td class="text">{html.escape(str(r["status"]))}</td>',
+                     f'<td class="text">{html.escape(str(r["status"]))}'
+                     f'{", infeasible" if r.get("feasible") is False or r.get("feasible") == 0 else ""}</td>',
                      f'<td>{float(minutes) / 60:.1f}</td>' if pd.notna(minutes) else "<td>–</td>",
                      f'<td class="text">{links}</td>'])
     return rows

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Config
+from orchestrator.constraints import KEPT_PCT
 from orchestrator.redact import redact, redact_uri
 
 DB_FILE = "mlflow.db"
@@ -41,10 +42,6 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 RUN_CONSTANTS = ("world_size", "worker_start_unix", "resumed_from_epoch")
 SIZE_KEYS = ("params", "params_no_embeddings", "base_params", "base_params_no_embeddings", "flops", "base_flops",
              "trainable_params")
-# kept-% metric -> (size, size of the uncompressed model): the two parameter bases and FLOPs.
-KEPT_PCT = {"params_kept_pct": ("params", "base_params"),
-            "encoder_params_kept_pct": ("params_no_embeddings", "base_params_no_embeddings"),
-            "flops_kept_pct": ("flops", "base_flops")}
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -186,7 +183,7 @@ def start_parent_run(cfg: Config) -> str:
     fixed = {k: v for k, v in flat_scalars(cfg.to_dict()).items()
              if k not in searched and (not k.startswith("method.") or any(applies(k, m) for m in methods))}
     space = {f"space.{k}": redact(str(v)) for k, v in cfg.space.items()}
-    search = {f"search.{k}": str(v) for k, v in cfg.to_dict()["search"].items()}
+    search = {f"search.{k}": redact(str(v)) for k, v in cfg.to_dict()["search"].items()}  # storage: a URL
     params = [Param(k, ("null" if v is None else str(v))[:6000]) for k, v in {**fixed, **space, **search}.items()]
     for i in range(0, len(params), 100):
         c.log_batch(run.info.run_id, params=params[i:i + 100])

@@ -23,10 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
+    from orchestrator import console
     from orchestrator.run import fit, preflight
 
     preflight(cfg)  # refuses a bad rank before Ray starts or anything is written
-    metrics = fit(cfg, Path(args.out))
+    with console.EpochFollower(args.out, cfg.name, cfg.train.epochs):
+        metrics = fit(cfg, Path(args.out), log_to_driver=console.verbose())
     keys = ("task", "method", "metric_name", "metric", "params", "base_params", "flops", "base_flops",
             "train_seconds")
     print(json.dumps({k: metrics[k] for k in keys if k in metrics}, indent=2))

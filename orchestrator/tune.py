@@ -32,7 +32,7 @@ from orchestrator.pareto import hypervolume
 from orchestrator.plots import plot_front
 from orchestrator.records import DIVERGED, METRIC_COLUMNS, EarlyStopSpec, TrialFiles, read_metrics
 from orchestrator.redact import redact
-from orchestrator.report import ablation_markdown, ablation_table, front_of, pareto_markdown  # noqa: F401
+from orchestrator.report import ablation_markdown, ablation_table, counted, front_of, pareto_markdown  # noqa: F401
 from orchestrator.search import (
     METHOD_KEY,
     applies,
@@ -100,9 +100,12 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str |
         return
     early_stop = None
     rungs = asha.rung_epochs(cfg.search.grace_period, cfg.train.epochs, cfg.search.reduction_factor)
-    if cfg.search.scheduler == "asha" and rungs:
-        early_stop = EarlyStopSpec(rung_dir=str(sweep_dir / "asha"), trial_id=trial_id, rungs=tuple(rungs),
-                                   reduction_factor=cfg.search.reduction_factor)
+    if cfg.search.scheduler != "none" and rungs:
+        multi = cfg.search.scheduler == "mo_asha"
+        pairs = objective_pairs(cfg) if multi else []
+        early_stop = EarlyStopSpec(rung_dir=str(sweep_dir / cfg.search.scheduler), trial_id=trial_id,
+                                   rungs=tuple(rungs), reduction_factor=cfg.search.reduction_factor,
+                                   objectives=tuple(m for m, _ in pairs), directions=tuple(d for _, d in pairs))
     fit(cfg, trial_dir, in_tune=True, parent_run_id=parent_run_id, early_stop=early_stop)
 
 
@@ -143,13 +146,17 @@ def max_concurrent(cfg: Config, gpu: bool) -> int:
     return max(1, math.floor(resources.get("CPU", 1) / (r.workers * r.cpus_per_worker)))
 
 
-def make_searcher(cfg: Config) -> Any:
+def make_searcher(cfg: Config, storage: str | None = None) -> Any:
+    """The sweep's Optuna searcher; its study in the database at `storage` (an SQLAlchemy URL), or in memory."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from orchestrator.constraints import parse
+    from orchestrator.optuna_search import FullBudgetOptunaSearch, rdb_storage
 
     pairs = objective_pairs(cfg)
     seed = cfg.train.seed
     n = cfg.search.num_samples
+    constraints = tuple(parse(c) for c in cfg.search.constraints)
     # Optuna's defaults (50 random individuals before NSGA-II evolves, 10 random trials before TPE
     # models) would make a small sweep pure random search; scale them to the budget.
     if cfg.search.sampler == "nsga2":
@@ -162,8 +169,11 @@ def make_searcher(cfg: Config) -> Any:
     # Every method of the space is tried first (at the config's own values), so a small sweep cannot
     # leave a method off the front by the luck of the draw.
     seeds = first_points(cfg, prefer_config=True) if METHOD_KEY in cfg.space else None
-    return OptunaSearch(space=functools.partial(sample_point, cfg=cfg), metric=metrics if len(pairs) > 1 else metrics[0],
-                        mode=modes if len(pairs) > 1 else modes[0], sampler=sampler, points_to_evaluate=seeds)
+    return FullBudgetOptunaSearch(space=functools.partial(sample_point, cfg=cfg),
+                                  metric=metrics if len(pairs) > 1 else metrics[0],
+                                  mode=modes if len(pairs) > 1 else modes[0], sampler=sampler,
+                                  points_to_evaluate=seeds, study_name=cfg.name,
+                                  storage=rdb_storage(storage) if storage else None, constraints=constraints)
 
 
 def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
@@ -203,7 +213,10 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
         if explicit is not None:
             param_space, search_alg, num_samples = {"point": tune.grid_search(explicit)}, None, 1
         else:
-            param_space, search_alg, num_samples = {}, make_searcher(cfg), cfg.search.num_samples
+            from orchestrator.optuna_search import storage_url
+
+            storage = storage_url(cfg.search.storage, sweep_dir)
+            param_space, search_alg, num_samples = {}, make_searcher(cfg, storage), cfg.search.num_samples
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -264,7 +277,7 @@ def front_summary(cfg: Config, trials: pd.DataFrame) -> dict[str, float]:
     the front's hypervolume (2-3 objectives) as a share of the box between the reference point and the
     ideal one (metric 1, size 0), so sweeps of models of any size compare: 1.0 would be a perfect model
     of no size."""
-    done = trials[trials["full_budget"].astype(bool)] if len(trials) else trials
+    done = counted(cfg, trials)
     pairs = objective_pairs(cfg)
     names = [m for m, _ in pairs]
     if len(done) == 0 or any(n not in done.columns for n in names):
@@ -351,7 +364,11 @@ def _point_of(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
-    """One row per trial: id, status, full budget or not, every key of its config, every metric."""
+    """One row per trial: id, status, full budget or not, every key of its config, every metric, and
+    whether it meets `search.constraints`."""
+    from orchestrator.constraints import is_feasible, parse
+
+    constraints = [parse(c) for c in cfg.search.constraints]
     rows = []
     for result in grid:
         metrics = dict(result.metrics or {})
@@ -371,6 +388,7 @@ def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
             # A key that does not apply to the trial's method (the decay schedule of a KD-LoRA trial) had no effect.
             row[key] = value if applies(key, trial_cfg.method.name) else None
         row["searched"] = ",".join(sorted(point))
+        row["feasible"] = is_feasible(constraints, metrics)
         row["task"] = cfg.task
         for key, value in metrics.items():
             if key in METRIC_COLUMNS or (isinstance(value, (int, float)) and key in _task_metric_names(cfg)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -31,3 +33,50 @@ def test_records_are_shared_and_a_resumed_trial_keeps_its_first_decision(tmp_pat
     # "b" asks again after a restart with a better value: the recorded decision stands
     assert record_and_decide(tmp_path, 1, "b", 0.99, 2) is True
     assert len((tmp_path / "rung_1.jsonl").read_text().splitlines()) == 3
+
+
+# ------------------------------------------------------------------------ MO-ASHA (hand-made rung tables)
+
+def test_nondominated_order_ranks_fronts_then_crowding() -> None:
+    from orchestrator.pareto import crowding_distance, nondominated_order, nondominated_ranks
+
+    # (metric max, params min): a, b, c on the front; d dominated by b; e dominated by d (third front)
+    points = np.array([[0.9, 100.0], [0.8, 50.0], [0.6, 10.0], [0.7, 60.0], [0.5, 70.0]])
+    directions = ["max", "min"]
+    assert list(nondominated_ranks(points, directions)) == [0, 0, 0, 1, 2]
+    # the front's extremes (a, c) are infinitely far from crowding; b, between them, comes third
+    assert list(crowding_distance(points[:3])) == [np.inf, pytest.approx(2.0), np.inf]
+    assert nondominated_order(points, directions) == [0, 2, 1, 3, 4]
+
+
+def test_mo_asha_keeps_the_cheap_end_of_the_front_that_asha_stops() -> None:
+    from orchestrator.asha import mo_should_stop
+
+    earlier = [[0.90, 100.0], [0.85, 80.0], [0.80, 60.0]]  # (metric, params) recorded at the rung
+    cheap = [0.60, 5.0]  # a small rank: the worst metric, but nobody is as small
+    assert should_stop([e[0] for e in earlier], cheap[0], 2)  # ASHA: below the median metric
+    assert not mo_should_stop(earlier, cheap, ["max", "min"], 2)  # MO-ASHA: on the front, an extreme
+    dominated = [0.70, 90.0]  # worse than [0.85, 80] in both
+    assert mo_should_stop(earlier, dominated, ["max", "min"], 2)
+    assert not mo_should_stop([], [0.1, 1e9], ["max", "min"], 2)  # the first at a rung always goes on
+    assert mo_should_stop(earlier, [float("nan"), 5.0], ["max", "min"], 2)  # nothing to rank it by
+
+
+def test_mo_asha_records_vectors_and_keeps_first_decisions(tmp_path) -> None:
+    directions = ["max", "min"]
+    assert record_and_decide(tmp_path, 2, "a", [0.9, 100.0], 2, directions) is False
+    assert record_and_decide(tmp_path, 2, "b", [0.8, 120.0], 2, directions) is True   # dominated by a
+    assert record_and_decide(tmp_path, 2, "c", [0.5, 10.0], 2, directions) is False   # cheap end of the front
+    assert record_and_decide(tmp_path, 2, "b", [0.99, 1.0], 2, directions) is True    # a restart keeps its record
+    rows = [line for line in (tmp_path / "rung_2.jsonl").read_text().splitlines() if line]
+    assert len(rows) == 3 and '"value": [0.5, 10.0]' in rows[2]
+
+
+def test_the_rung_value_is_the_metric_or_the_objectives() -> None:
+    from orchestrator.records import EarlyStopSpec
+
+    report = {"metric": 0.7, "params": 1e6, "flops": 3e8}
+    asha = EarlyStopSpec("d", "t", (1,), 2.0)
+    mo = EarlyStopSpec("d", "t", (1,), 2.0, objectives=("metric", "params"), directions=("max", "min"))
+    assert asha.rung_value(report) == 0.7 and mo.rung_value(report) == [0.7, 1e6]
+    assert EarlyStopSpec.from_dict(dataclasses.asdict(mo)) == mo

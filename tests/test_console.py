@@ -39,3 +39,38 @@ def test_verbose_travels_in_the_environment(monkeypatch) -> None:
     assert console.verbose()
     console.set_verbose(False)
     assert not console.verbose()
+
+
+def test_the_train_console_follows_epochs_from_the_file(tmp_path, monkeypatch, capsys) -> None:
+    """`orchestrator train` prints each epoch once from epochs.jsonl, a line half-written waiting for its end."""
+    import json
+
+    monkeypatch.setenv(console.VERBOSE_ENV, "0")
+    path = tmp_path / "epochs.jsonl"
+    path.write_text(json.dumps({"epoch": 1, "loss": 0.9, "metric": 0.5}) + "\n")  # from before a resume
+    follower = console.EpochFollower(tmp_path, "run", 3)
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"epoch": 2, "loss": 0.5, "metric_name": "accuracy", "metric": 0.75,
+                                 "lambda": 0.25, "resumed_from_epoch": 1}) + "\n")
+        handle.write('{"epoch": 3, "lo')
+    assert follower.lines() == ["[run] epoch 2/3 loss 0.5000 accuracy 0.7500 λ 0.250 "
+                                "(resumed from the checkpoint of epoch 1)"]
+    with open(path, "a") as handle:
+        handle.write('ss": 0.4, "diverged": true}\n')
+    with follower:  # the last lines are printed on exit, whatever the poll missed
+        pass
+    assert capsys.readouterr().out == "[run] epoch 3/3: non-finite loss; stopped as diverged\n"
+    assert follower.lines() == []
+
+
+def test_dry_run_budget_counts_trial_epochs() -> None:
+    from orchestrator.config import load_config
+    from orchestrator.search import budget_line
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "search_spaces" / "quickstart.yaml")
+    assert budget_line(cfg) == ("8 trials x 3 epochs = at most 24 trial-epochs; asha may stop a trial from epoch 2 "
+                                "on (about 1/2 of the trials go on at each rung)")
+    grid = load_config(REPO / "search_spaces" / "quickstart.yaml",
+                       ["search.sampler=grid", "search.scheduler=none", 'space={"method.rank": {"grid": [4, 8]}}'])
+    assert budget_line(grid) == "2 trials x 3 epochs = at most 6 trial-epochs"

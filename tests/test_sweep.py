@@ -3,6 +3,7 @@ the driver is killed, and the same sweep submitted with `ray job submit` to a cl
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -158,28 +159,39 @@ def test_driver_killed_then_resume_runs_every_trial_once(tmp_path: Path, shared_
         assert (sweep_dir / "trials" / trial_id / "metrics.json").stat().st_mtime == mtime
 
 
-def test_asha_stops_trials_and_the_sweep_goes_on(tmp_path: Path, shared_models, shared_data) -> None:
+@pytest.mark.parametrize(("scheduler", "record"), [
+    ("asha", "1.01"),
+    ("mo_asha", "[1.01, 0.0]"),  # a recorded (metric, params) that dominates every trial
+])
+def test_asha_stops_trials_and_the_sweep_goes_on(tmp_path: Path, shared_models, shared_data, scheduler: str,
+                                                 record: str) -> None:
     """Trials stopped at a rung end their runs cleanly, so the next trial gets the CPUs (with Tune's own
-    ASHAScheduler and Train V2 the next trial waited for ever: ray-project/ray#54305)."""
+    ASHAScheduler and Train V2 the next trial waited for ever: ray-project/ray#54305). MO-ASHA records each
+    trial's (metric, params) at the rung and stops the dominated ones."""
     cfg = yaml.safe_load(QUICKSTART.read_text())
     cfg.update({"name": "asha", "space": {"method.rank": {"grid": [2, 4]}}})
     cfg["method"].update({"name": "pc_lora", "kd_weight": 0.0})
     cfg["train"].update({"epochs": 2, "max_examples": 32, "max_length": 32})
     cfg["eval"] = {"max_examples": 32}
-    cfg["search"] = {"sampler": "grid", "scheduler": "asha", "grace_period": 1, "max_concurrent_trials": 1,
+    cfg["search"] = {"sampler": "grid", "scheduler": scheduler, "grace_period": 1, "max_concurrent_trials": 1,
                      "objectives": ["metric:max", "params:min"]}
     path = tmp_path / "asha.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    rung = tmp_path / "asha" / "asha" / "rung_1.jsonl"
+    rung = tmp_path / "asha" / scheduler / "rung_1.jsonl"
     rung.parent.mkdir(parents=True)
-    rung.write_text('{"trial_id": "earlier", "value": 1.01, "stopped": false}\n')  # nobody beats it
+    rung.write_text(f'{{"trial_id": "earlier", "value": {record}, "stopped": false}}\n')  # nobody beats it
     proc = subprocess.run(sweep_cmd("--config", str(path), *abs_sets(tmp_path)), cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials = pd.read_csv(tmp_path / "asha" / "trials.csv")
     assert len(trials) == 2 and (trials["status"] == "stopped").all() and not trials["full_budget"].any()
     assert (trials["epoch"] == 1).all() and trials["params"].notna().all()
-    assert len(rung.read_text().splitlines()) == 3
+    rows = [json.loads(line) for line in rung.read_text().splitlines()]
+    assert len(rows) == 3 and all(r["stopped"] for r in rows[1:])
+    if scheduler == "mo_asha":  # each trial's vector: the metric at the rung and the params it will deploy
+        for r in rows[1:]:
+            row = trials[trials["trial_id"] == r["trial_id"]].iloc[0]
+            assert r["value"] == [pytest.approx(row["metric"]), pytest.approx(row["params"])]
     assert len(pd.read_csv(tmp_path / "asha" / "pareto.csv")) == 0  # no full-budget trial, no front
 
 

@@ -645,3 +645,13 @@ def test_gpu_pixel_path_matches_the_image_processor(shared_models):
     # Mixed sizes fall back to the processor, image by image.
     items[0]["image"] = Image.fromarray(rng.integers(0, 256, (40, 32, 3), dtype=np.uint8))
     assert fast(items)["pixel_values"].shape == (6, 3, 224, 224)
+
+
+def test_tasks_list_names_every_task_without_reading_data(capsys) -> None:
+    assert T.main(["list"]) == 0
+    text = capsys.readouterr().out
+    for name, task in T.TASKS.items():
+        assert any(line.split()[:2] == [name, task.kind] and task.primary_metric in line for line in text.splitlines())
+    assert T.main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["task"] for r in rows] == list(T.TASKS) and rows[0]["local_dir"] == T.TASKS[rows[0]["task"]].local_dir

@@ -1,4 +1,4 @@
-"""The describe CLI: python -m orchestrator.tasks describe TASK [--data-dir DIR] [--json]
+"""The tasks CLI: python -m orchestrator.tasks list [--json] | describe TASK [--data-dir DIR] [--json]
 
 Loads every split to count its rows (datasets and pyarrow, no torch), so it answers quickly.
 """
@@ -70,12 +70,27 @@ def _describe_text(task: TaskSpec, info: dict[str, Any], notes: dict[str, str], 
     return "\n".join(lines)
 
 
+def list_text(as_json: bool) -> str:
+    rows = [{"task": t.name, "kind": t.kind, "num_labels": t.num_labels, "metric": t.primary_metric,
+             "local_dir": t.local_dir} for t in TASKS.values()]
+    if as_json:
+        return json.dumps(rows, indent=2)
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
+    lines = ["  ".join(f"{k:<{w}}" for k, w in widths.items()).rstrip()]
+    lines += ["  ".join(f"{str(r[k]):<{w}}" for k, w in widths.items()).rstrip() for r in rows]
+    return "\n".join(lines + ["", "python -m orchestrator tasks describe TASK [--data-dir DIR]: splits, sizes, labels"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI; the exit status: 0, or 2 for an unknown task or bad data (the message, no traceback)."""
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator.tasks",
         description="Inspect the tasks (datasets, labels, metrics) the orchestrator trains on.")
     sub = parser.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list", help="list the tasks: kind, labels, metric, where local copies go",
+                             description="List every task the orchestrator trains on (no data is read).")
+    listing.add_argument("--json", action="store_true", help='print JSON: [{"task", "kind", "num_labels", '
+                                                             '"metric", "local_dir"}, ...]')
     desc = sub.add_parser("describe", help="print a task's splits and sizes, labels, input columns and metric",
                           description="Print a task's splits and their sizes, labels, input columns and "
                                       "metric, read from the hub or from a local copy.")
@@ -86,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     desc.add_argument("--json", action="store_true",
                       help='print JSON: {"task", "splits": {name: size}, "num_labels", "label_names", "metric"}')
     args = parser.parse_args(argv)
+    if args.command == "list":
+        print(list_text(args.json))
+        return 0
     try:
         task = get_task(args.task)
         info, notes = describe(task, args.data_dir)

@@ -1,0 +1,51 @@
+"""The sweep's Optuna searcher: Ray's OptunaSearch, with its study in a database and only full-budget
+trials told as COMPLETE, with the violations of `search.constraints` for the sampler.
+
+Ray's OptunaSearch tells Optuna every trial that ends with a result as COMPLETE with the values it last
+reported (ray/tune/search/optuna/optuna_search.py, on_trial_complete). A trial that ASHA stopped at a rung
+then enters NSGA-II's population and TPE's model with a partial metric and its size, false points on the
+front the sampler learns from (../shared/notes/STACK.md). Here a trial without `full_budget` is told as
+PRUNED (stopped early) or FAIL (diverged), which the samplers leave out. Imported only when a sweep runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestrator.constraints import Constraint, violations
+
+OPTUNA_DB = "optuna.db"
+
+
+MISSING_VIOLATION = 1e30  # a bound on a number the trial did not report: as far from feasible as can be
+
+
+class FullBudgetOptunaSearch(OptunaSearch):
+    def __init__(self, *args: Any, constraints: tuple[Constraint, ...] = (), **kwargs: Any) -> None:
+        self.constraints = tuple(constraints)
+        super().__init__(*args, **kwargs)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if result is not None and not result.get("full_budget"):
+            error = error or bool(result.get("diverged"))
+            result = None  # OptunaSearch tells a trial without values as PRUNED, or FAIL on error
+        if result is not None and trial_id in self._ot_trials:
+            # Optuna 5's constrained dominance (NSGA-II, TPE) reads them from the trial: set before it is told.
+            for constraint, violation in zip(self.constraints, violations(list(self.constraints), result),
+                                             strict=True):
+                self._ot_trials[trial_id].set_constraint(str(constraint), min(violation, MISSING_VIOLATION))
+        super().on_trial_complete(trial_id, result, error)
+
+
+def storage_url(storage: str | None, sweep_dir: Path) -> str:
+    """The study's database: `search.storage`, or sqlite under the sweep's folder."""
+    return storage or f"sqlite:///{Path(sweep_dir).resolve() / OPTUNA_DB}"
+
+
+def rdb_storage(url: str) -> Any:
+    import optuna
+
+    return optuna.storages.RDBStorage(url)
