@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     budget = sum(sum(r.seconds) for r in table.values())
     reference = [0.0, max(r.reference_size for r in table.values())]
     best = hypervolume([r.final for r in table.values() if r.final], list(DIRECTIONS), reference)
-    combos = [("grid", "none")] + [(s, sch) for s in ("random", "tpe", "nsga2") for sch in ("none", "asha", "mo_asha")]
+    combos = [(s, sch) for s in ("grid", "random", "tpe", "nsga2") for sch in ("none", "asha", "mo_asha")]
     shares: dict[str, list[list[float]]] = {}
     for strategy, scheduler in combos:
         name = f"{strategy}+{scheduler}"
