@@ -269,13 +269,7 @@ def record_run(cfg: Config, run_id: str, out_dir: Path, metrics: dict[str, Any])
     """The finished run in MLflow: final metrics, status tags, config and metrics files, the model if asked."""
     from orchestrator import tracking
 
-    tracking.log_metrics(cfg, run_id, tracking.final_metrics(metrics), step=metrics["epoch"])
-    tracking.log_constants(cfg, run_id, metrics)
-    tracking.set_tags(cfg, run_id, {"full_budget": str(bool(metrics.get("full_budget"))).lower(),
-                                    "stopped_early": str(bool(metrics.get("stopped_early"))).lower(),
-                                    "diverged": str(bool(metrics.get("diverged"))).lower(),
-                                    "resumed_from_epoch": metrics.get("resumed_from_epoch", 0),
-                                    "device": metrics.get("device", ""), "node": metrics.get("node", "")})
+    tracking.record_final(cfg, run_id, metrics)
     tracking.log_artifacts(cfg, run_id, [out_dir / TrialFiles.METRICS, out_dir / TrialFiles.CONFIG])
     if cfg.tracking.log_models and (out_dir / TrialFiles.MODEL).is_dir():
         tracking.log_artifacts(cfg, run_id, [out_dir / TrialFiles.MODEL], artifact_path="model")

@@ -237,14 +237,29 @@ def child_runs(cfg: Config, parent_run_id: str) -> list[Any]:
                          max_results=10_000)
 
 
+def status_tags(metrics: dict[str, Any]) -> dict[str, Any]:
+    """How a run ended, as tags: the leaderboards and the UI filter on them."""
+    return {"full_budget": str(bool(metrics.get("full_budget"))).lower(),
+            "stopped_early": str(bool(metrics.get("stopped_early"))).lower(),
+            "diverged": str(bool(metrics.get("diverged"))).lower(),
+            "resumed_from_epoch": metrics.get("resumed_from_epoch", 0),
+            "device": metrics.get("device", ""), "node": metrics.get("node", "")}
+
+
+def record_final(cfg: Config, run_id: str, metrics: dict[str, Any]) -> None:
+    """A finished run's final numbers, constants and status tags (artifacts and closing are the caller's)."""
+    log_metrics(cfg, run_id, final_metrics(metrics), step=int(metrics.get("epoch", 0)))
+    log_constants(cfg, run_id, metrics)
+    set_tags(cfg, run_id, status_tags(metrics))
+
+
 def close_trial_run(cfg: Config, trial_id: str, metrics: dict[str, Any]) -> None:
-    """Record a trial that finished while nobody was listening (the driver died) and close its run."""
+    """Record a trial that finished while nobody was listening (the driver died) and close its run; a run
+    its trial already closed is left as it is (its final numbers are logged once)."""
     run_id = find_run(cfg, "trial_id", trial_id)
-    if run_id is None:
+    if run_id is None or client(cfg).get_run(run_id).info.status == "FINISHED":
         return
-    log_metrics(cfg, run_id, metrics, step=int(metrics.get("epoch", 0)))
-    set_tags(cfg, run_id, {"full_budget": str(bool(metrics.get("full_budget"))).lower(),
-                           "stopped_early": str(bool(metrics.get("stopped_early"))).lower()})
+    record_final(cfg, run_id, metrics)
     finish_run(cfg, run_id)
 
 

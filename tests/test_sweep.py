@@ -99,7 +99,10 @@ def check_mlflow(sweep_dir: Path, trials: pd.DataFrame) -> None:
     for teacher in teachers:
         assert teacher.info.run_name.startswith("teacher-fft-") and teacher.info.status == "FINISHED"
     assert set(parent.data.tags["methods"].split(",")) == set(trials["method.name"])
-    assert "method.name" not in parent.data.params and "space.method.name" in parent.data.params
+    if trials["searched"].str.contains("method.name").any():  # searched: in the space, not a fixed setting
+        assert "method.name" not in parent.data.params and "space.method.name" in parent.data.params
+    else:
+        assert parent.data.params["method.name"] == trials["method.name"].iloc[0]
     assert 0 < parent.data.metrics["hypervolume"] < 1 and "max_metric" in parent.data.metrics
     assert parent.info.status == "FINISHED"
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the runs view, not GenAI's
