@@ -97,7 +97,7 @@ def replay_config() -> Config:
     return with_values(cfg, {"space": {k: as_choice(v) for k, v in cfg.space.items()}})
 
 
-def grid_suggester(cfg: Config, seed: int):
+def grid_suggester(seed: int):
     import random
 
     points = grid_points(load_config(CONFIG, ["tracking.uri=null"]))
@@ -116,7 +116,7 @@ def optuna_suggester(cfg: Config, sampler: str, seed: int):
 def replay(table: dict[tuple, Record], cfg: Config, strategy: str, scheduler: str, seed: int, workers: int,
            budget: float, reference: list[float], rung_dir: Path) -> list[tuple[float, float]]:
     """(compute used, hypervolume) after each finished full-budget trial, until `budget` seconds are spent."""
-    suggest, complete = (grid_suggester(cfg, seed) if strategy == "grid"
+    suggest, complete = (grid_suggester(seed) if strategy == "grid"
                          else optuna_suggester(cfg, strategy, seed))
     epochs = cfg.train.epochs
     rungs = asha.rung_epochs(1, epochs, 2.0) if scheduler != "none" else []

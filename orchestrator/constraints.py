@@ -52,6 +52,11 @@ def parse(text: str) -> Constraint:
     return Constraint(match.group(1), match.group(2), float(match.group(3)))
 
 
+def parse_all(texts: list[str]) -> list[Constraint]:
+    """`search.constraints` as Constraints (the config has refused malformed ones already)."""
+    return [parse(text) for text in texts]
+
+
 def value_of(row: Any, key: str) -> float | None:
     def number(name: str) -> float | None:
         value = row.get(name) if hasattr(row, "get") else None

@@ -54,12 +54,12 @@ GLUE_TASKS = tuple(t for t in TASKS if t.startswith("glue/"))
 def counted(cfg: Config, trials: pd.DataFrame) -> pd.DataFrame:
     """The trials a front is drawn from: full budget, and within `search.constraints` (recomputed from the
     row, so a report rebuilt from trials.csv agrees with the sweep)."""
-    from orchestrator.constraints import is_feasible, parse
+    from orchestrator.constraints import is_feasible, parse_all
 
     if not len(trials):
         return trials
     done = trials[trials["full_budget"].astype(bool)]
-    constraints = [parse(c) for c in cfg.search.constraints]
+    constraints = parse_all(cfg.search.constraints)
     if constraints and len(done):
         done = done[[is_feasible(constraints, row) for _, row in done.iterrows()]]
     return done

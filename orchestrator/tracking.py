@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Config
-from orchestrator.constraints import KEPT_PCT
+from orchestrator.constraints import KEPT_PCT, value_of
 from orchestrator.redact import redact, redact_uri
 
 DB_FILE = "mlflow.db"
@@ -50,6 +50,11 @@ def tracking_uri(cfg: Config) -> str:
         return cfg.tracking.uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
+    return default_uri(cfg)
+
+
+def default_uri(cfg: Config) -> str:
+    """The embedded default: the sqlite database under results_dir."""
     return f"sqlite:///{Path(cfg.results_dir).resolve() / DB_FILE}"
 
 
@@ -88,8 +93,7 @@ LOCAL_UI = "http://127.0.0.1:5000"  # where `python -m orchestrator ui` serves b
 
 def local_view_url(cfg: Config) -> str:
     """The sweep's runs page on `orchestrator ui` when it logs to the local default database, else ''."""
-    default = f"sqlite:///{Path(cfg.results_dir).resolve() / DB_FILE}"
-    if tracking_uri(cfg) != default:
+    if tracking_uri(cfg) != default_uri(cfg):
         return ""
     return view_url(LOCAL_UI, experiment_id(cfg))
 
@@ -134,41 +138,39 @@ def epoch_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """A finished run's numbers: the last epoch's, the sizes, and the kept-% on each basis."""
     final = {k: v for k, v in numeric(metrics).items() if k not in RUN_CONSTANTS}
-    for name, (size, base) in KEPT_PCT.items():
-        if final.get(size) is not None and final.get(base):
-            final[name] = 100.0 * final[size] / final[base]
-    return final
+    kept = {name: value_of(final, name) for name in KEPT_PCT}
+    return {**final, **{name: pct for name, pct in kept.items() if pct is not None}}
 
 
 def log_constants(cfg: Config, run_id: str, metrics: dict[str, Any]) -> None:
     """A run's constants as params, logged once (the epoch a run resumed from is a tag: it may change)."""
+    if "world_size" in metrics:
+        log_params(client(cfg), run_id, {"world_size": metrics["world_size"]})
+
+
+def log_params(c: Any, run_id: str, params: dict[str, Any]) -> None:
+    """Params as MLflow takes them: strings of at most 6,000 characters, 100 to a batch."""
     from mlflow.entities import Param
 
-    params = [Param("world_size", str(metrics["world_size"]))] if "world_size" in metrics else []
-    if params:
-        client(cfg).log_batch(run_id, params=params)
+    batch = [Param(k, ("null" if v is None else str(v))[:6000]) for k, v in params.items()]
+    for i in range(0, len(batch), 100):
+        c.log_batch(run_id, params=batch[i:i + 100])
 
 
 def start_run(cfg: Config, *, run_name: str, parent_run_id: str | None = None,
               tags: dict[str, str] | None = None) -> str:
-    from mlflow.entities import Param
-
     c = client(cfg)
     all_tags = {"task": cfg.task, "method": cfg.method.name, **(tags or {})}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = c.create_run(experiment_id(cfg), run_name=run_name, tags=all_tags)
-    params = [Param(k, v[:6000]) for k, v in flat_params(cfg).items()]
-    for i in range(0, len(params), 100):
-        c.log_batch(run.info.run_id, params=params[i:i + 100])
+    log_params(c, run.info.run_id, flat_params(cfg))
     return run.info.run_id
 
 
 def start_parent_run(cfg: Config) -> str:
     """A sweep's parent run: the methods it compares (a tag), the search space and the search as params,
     the fixed settings every trial shares (task, model, budget) as params too."""
-    from mlflow.entities import Param
-
     from orchestrator.config import flat_scalars
     from orchestrator.recipes import applies
     from orchestrator.search import describe_space, methods_of
@@ -184,9 +186,7 @@ def start_parent_run(cfg: Config) -> str:
              if k not in searched and (not k.startswith("method.") or any(applies(k, m) for m in methods))}
     space = {f"space.{k}": redact(str(v)) for k, v in cfg.space.items()}
     search = {f"search.{k}": redact(str(v)) for k, v in cfg.to_dict()["search"].items()}  # storage: a URL
-    params = [Param(k, ("null" if v is None else str(v))[:6000]) for k, v in {**fixed, **space, **search}.items()]
-    for i in range(0, len(params), 100):
-        c.log_batch(run.info.run_id, params=params[i:i + 100])
+    log_params(c, run.info.run_id, {**fixed, **space, **search})
     return run.info.run_id
 
 

@@ -150,13 +150,13 @@ def make_searcher(cfg: Config, storage: str | None = None) -> Any:
     """The sweep's Optuna searcher; its study in the database at `storage` (an SQLAlchemy URL), or in memory."""
     import optuna
 
-    from orchestrator.constraints import parse
+    from orchestrator.constraints import parse_all
     from orchestrator.optuna_search import FullBudgetOptunaSearch, rdb_storage
 
     pairs = objective_pairs(cfg)
     seed = cfg.train.seed
     n = cfg.search.num_samples
-    constraints = tuple(parse(c) for c in cfg.search.constraints)
+    constraints = tuple(parse_all(cfg.search.constraints))
     # Optuna's defaults (50 random individuals before NSGA-II evolves, 10 random trials before TPE
     # models) would make a small sweep pure random search; scale them to the budget.
     if cfg.search.sampler == "nsga2":
@@ -366,9 +366,9 @@ def _point_of(config: dict[str, Any]) -> dict[str, Any]:
 def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
     """One row per trial: id, status, full budget or not, every key of its config, every metric, and
     whether it meets `search.constraints`."""
-    from orchestrator.constraints import is_feasible, parse
+    from orchestrator.constraints import is_feasible, parse_all
 
-    constraints = [parse(c) for c in cfg.search.constraints]
+    constraints = parse_all(cfg.search.constraints)
     rows = []
     for result in grid:
         metrics = dict(result.metrics or {})
