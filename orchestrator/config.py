@@ -116,6 +116,10 @@ class TrainConfig:
     max_examples: int | None = None
     seed: int = 0
     augment: bool = False
+    # Text: batches of like lengths, drawn from random pools of 8 batches each epoch (HF Trainer's
+    # group_by_length, with small pools so batches stay random). A batch is padded to its longest row, so a
+    # shuffled SST-2 batch is two thirds padding; grouped, under a quarter. Off = the plain shuffle.
+    group_by_length: bool = False
 
 
 @dataclass
@@ -131,6 +135,11 @@ class ResourcesConfig:
     cpus_per_worker: int = 1
     # Fractional GPUs let several small trials share one device.
     gpus_per_worker: float = 1.0
+    # Where a sweep's trial trains. auto: in the Tune trial's own process when it has one worker and Ray
+    # is local (no RAY_ADDRESS): no Train controller or worker group per trial, which was half of a 2-core
+    # quickstart's wall time; otherwise a Ray Train TorchTrainer (DDP, lost workers restarted on other
+    # nodes). trial / torch_trainer choose one; trial takes one worker only.
+    trainer: Literal["auto", "trial", "torch_trainer"] = "auto"
 
 
 @dataclass
@@ -328,6 +337,9 @@ def _range_problems(cfg: Config) -> list[str]:
     need(r.workers >= 1, f"resources.workers: must be at least 1, got {r.workers}")
     need(r.cpus_per_worker >= 1, f"resources.cpus_per_worker: must be at least 1, got {r.cpus_per_worker}")
     need(0 < r.gpus_per_worker <= 8, f"resources.gpus_per_worker: must lie in (0, 8], got {r.gpus_per_worker}")
+    need(r.trainer != "trial" or r.workers == 1,
+         f"resources.trainer: trial trains in the Tune trial's own process, one worker, but resources.workers is "
+         f"{r.workers}; set resources.trainer: torch_trainer (or auto) for DDP over several workers")
     s = cfg.search
     need(s.num_samples >= 1, f"search.num_samples: must be at least 1, got {s.num_samples}")
     need(s.sampler in SAMPLERS, f"search.sampler: unknown sampler {s.sampler!r}; choose one of {', '.join(SAMPLERS)}")

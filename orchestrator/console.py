@@ -103,6 +103,7 @@ class ConsoleCallback:
 
     def __new__(cls, cfg: Any, total: int) -> Any:  # subclass ray's Callback lazily (Ray imported late)
         import dataclasses
+        from pathlib import Path
 
         from ray.tune import Callback
 
@@ -119,6 +120,23 @@ class ConsoleCallback:
             trial_cfg = with_values(cfg, trial_point(trial.config))
             return trial_cfg.method.name, recipes.label(flat_scalars(trial_cfg.to_dict()))
 
+        def teacher_note(trial: Any) -> str:
+            """Said once, by the trial that will fine-tune the KD-LoRA teacher (its epochs are not the trial's)."""
+            from orchestrator.run import TEACHERS_DIR, teacher_key
+            from orchestrator.search import trial_point
+
+            trial_cfg = with_values(cfg, trial_point(trial.config))
+            if not recipes.get_recipe(trial_cfg.method.name).needs_teacher(trial_cfg):
+                return ""
+            key = teacher_key(trial_cfg)
+            if key in announced or (Path(cfg.results_dir) / TEACHERS_DIR / key / "metrics.json").is_file():
+                return ""
+            announced.add(key)
+            epochs = trial_cfg.method.teacher_epochs
+            return f"; first fine-tunes the KD-LoRA teacher ({epochs} epoch{'s' * (epochs > 1)}; cached for later trials)"
+
+        announced: set[str] = set()
+
         class _Callback(Callback):
             def __init__(self) -> None:
                 self.started, self.begun, self.best = time.time(), {}, None
@@ -129,6 +147,8 @@ class ConsoleCallback:
 
             def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self.begun[trial.trial_id] = time.time()
+                method, label = describe(trial)
+                self._print(f"{trial.trial_id} {method} {label} started{teacher_note(trial)}")
 
             def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
                 if "epoch" in result:

@@ -1,4 +1,5 @@
-"""The training loop of every method, run once per Ray Train worker (DDP over gloo or NCCL).
+"""The training loop of every method, run once per Ray Train worker (DDP over gloo or NCCL), or in a
+Tune trial's own process (one worker): orchestrator/session.py says where.
 
 One readable loop for every method: the method's recipe (orchestrator/recipes/) decides how the
 model is built, what the loss is, what happens before each optimizer step (PC-LoRA's λ) and what
@@ -23,12 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray.train
-import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from transformers import get_linear_schedule_with_warmup
 
 from methods import kd_lora
@@ -37,13 +36,16 @@ from orchestrator.config import Config, config_from_dict
 from orchestrator.measure import (  # noqa: F401 - evaluate and to_device are part of the loop's API
     evaluate,
     initial_accounting,
+    longest_first,
     model_accounting,
     saved_tensor_elements,
     to_device,
 )
 from orchestrator.recipes import Recipe, StepInputs, get_recipe
 from orchestrator.records import EarlyStopSpec, LoopConfig, RunMetrics, TrialFiles
+from orchestrator.session import Session
 from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_task, load_processor
+from orchestrator.tasks.data import LengthGroupedSampler
 
 
 def student_reference(cfg: Config) -> str:
@@ -131,9 +133,10 @@ class Worker:
     rank: int
     data: dict[str, Any]  # train_set, train_collate, eval_set, eval_collate
     loader: DataLoader
-    sampler: DistributedSampler
+    sampler: Any  # DistributedSampler or LengthGroupedSampler: set_epoch, this rank's share
     total_steps: int
     s: StepState
+    session: Session
 
     @property
     def cfg(self) -> Config:
@@ -155,28 +158,34 @@ def load_data(cfg: Config, recipe: Recipe, task: TaskSpec, device: torch.device)
             "eval_collate": eval_collate}
 
 
-def set_up(loop: LoopConfig) -> Worker:
+def train_sampler(cfg: Config, train_set: Any, world: int, rank: int) -> Any:
+    """This rank's share of each epoch's shuffle; batches of like lengths with `train.group_by_length`
+    (text: an image dataset has no lengths and gets the plain shuffle)."""
+    lengths = getattr(train_set, "lengths", None)
+    if cfg.train.group_by_length and lengths is not None:
+        return LengthGroupedSampler(lengths, cfg.train.batch_size, world, rank, cfg.train.seed)
+    return DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)
+
+
+def set_up(loop: LoopConfig, session: Session) -> Worker:
     console.quiet_libraries()  # transformers' load reports and progress bars, unless --verbose
     cfg = config_from_dict(loop.config)
     recipe = get_recipe(cfg.method.name)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world, device = session.rank, session.world, session.device
     torch.set_num_threads(max(1, cfg.resources.cpus_per_worker))
     task = get_task(cfg.task)
     seed_everything(cfg.train.seed)
     data = load_data(cfg, recipe, task, device)
     raw_model = recipe.build_model(cfg, task, loop.teacher_dir).to(device)
     aux = recipe.prepare(cfg, task, device, loop.teacher_dir, len(data["train_set"]))
-    sampler = DistributedSampler(data["train_set"], num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)
+    sampler = train_sampler(cfg, data["train_set"], world, rank)
     loader = DataLoader(data["train_set"], batch_size=max(1, cfg.train.batch_size // world), sampler=sampler,
                         collate_fn=data["train_collate"], drop_last=False)
     total_steps = len(loader) * cfg.train.epochs
     optimizer, scheduler, trainable = make_optimizer(cfg, raw_model, total_steps)
-    model = ray.train.torch.prepare_model(raw_model, move_to_device=False) if world > 1 else raw_model
-    state = StepState(cfg, recipe, raw_model, model, aux, optimizer, scheduler, trainable, device,
-                      device.type == "cuda", world, task.is_regression)
-    return Worker(task, rank, data, loader, sampler, total_steps, state)
+    state = StepState(cfg, recipe, raw_model, session.wrap_model(raw_model), aux, optimizer, scheduler, trainable,
+                      device, device.type == "cuda", world, task.is_regression)
+    return Worker(task, rank, data, loader, sampler, total_steps, state, session)
 
 
 def train_step(s: StepState, batch: dict[str, torch.Tensor]) -> tuple[float, bool]:
@@ -200,7 +209,7 @@ def train_step(s: StepState, batch: dict[str, torch.Tensor]) -> tuple[float, boo
 
 def restore(w: Worker) -> tuple[int, int]:
     """(first epoch, step) after the checkpoint Ray hands a restarted worker; (0, 0) on a fresh run."""
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = w.session.checkpoint
     if not checkpoint:
         return 0, 0
     with checkpoint.as_directory() as ckpt_dir:
@@ -252,16 +261,22 @@ def evaluate_into(w: Worker, model: nn.Module, metrics: dict[str, Any], rank: in
 
 def train_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: `loop_config` is a `LoopConfig` as a dict."""
-    loop = LoopConfig.from_dict(loop_config)
+    from orchestrator.session import ray_train_session
+
+    run_loop(LoopConfig.from_dict(loop_config), ray_train_session())
+
+
+def run_loop(loop: LoopConfig, session: Session) -> None:
+    """Train, evaluate, checkpoint and report every epoch of `loop`, then save the deployable model."""
     start_time = time.perf_counter()
     # Timings for benchmarks/overhead.py: wall-clock stamps (comparable with the driver's) and seconds
     # spent in the training steps and in evaluation, reported with every epoch.
     timing: dict[str, float] = {"worker_start_unix": time.time(), "train_loop_seconds": 0.0, "eval_seconds": 0.0}
-    w = set_up(loop)
+    w = set_up(loop, session)
     cfg = w.cfg
     start_epoch, step = restore(w)
     sizes = initial_accounting(cfg, w.task, w.s.raw_model) if w.rank == 0 else {}
-    node = ray.util.get_node_ip_address()  # rank 0's node: it changes when a lost node's trial resumes elsewhere
+    node = session.node  # rank 0's node: it changes when a lost node's trial resumes elsewhere
     w.s.model.train()
     for epoch in range(start_epoch, cfg.train.epochs):
         metrics = {**train_epoch(w, epoch, step, timing), "node": node, "resumed_from_epoch": start_epoch}
@@ -306,7 +321,7 @@ def report_epoch(w: Worker, loop: LoopConfig, metrics: dict[str, Any], sizes: di
             torch.save({"model": w.s.raw_model.state_dict(), "optimizer": w.s.optimizer.state_dict(),
                         "scheduler": w.s.scheduler.state_dict(), "rng": torch.get_rng_state(),
                         "epoch": epoch, "step": step}, Path(tmp) / TrialFiles.STATE)
-            ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ckpt = w.session.make_checkpoint(tmp)
             metrics.update(sizes)
             if last:
                 metrics["metric_trained"] = metrics.get("metric")  # before export (PC-LoRA: W still present)
@@ -319,7 +334,7 @@ def report_epoch(w: Worker, loop: LoopConfig, metrics: dict[str, Any], sizes: di
                                     "status_message": f"diverged: non-finite loss at step {step} with "
                                                       f"train.lr={cfg.train.lr}; lower the learning rate"})
                 write_metrics(out_dir, metrics, w.task)
-        ray.train.report(_finite(metrics), checkpoint=ckpt)
+        w.session.report(_finite(metrics), ckpt)
     if w.rank == 0:
         append_epoch(out_dir, metrics)
         if loop.mlflow_run_id:
@@ -340,8 +355,9 @@ def finish(w: Worker, out_dir: Path, emit_train_logits: bool) -> dict[str, Any]:
     cfg, task, recipe, device = w.cfg, w.task, w.s.recipe, w.s.device
     w.s.raw_model.eval()
     if emit_train_logits:  # a KD-LoRA teacher: its logits, once per training example, by index
-        loader = DataLoader(w.data["train_set"], batch_size=cfg.eval.batch_size, shuffle=False,
-                            collate_fn=w.data["train_collate"])
+        train_set = w.data["train_set"]
+        loader = DataLoader(Subset(train_set, longest_first(train_set, list(range(len(train_set))))),
+                            batch_size=cfg.eval.batch_size, shuffle=False, collate_fn=w.data["train_collate"])
         kd_lora.TeacherLogits.compute(w.s.raw_model, loader, device).save(out_dir / TrialFiles.TEACHER_LOGITS)
     deployable = recipe.deployable(cfg, w.s.raw_model)
     metrics: dict[str, Any] = {}

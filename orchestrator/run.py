@@ -126,18 +126,20 @@ def teacher_key(cfg: Config) -> str:
     settings = {"task": t.task, "model": t.model, "data_dir": t.data_dir, "epochs": t.train.epochs,
                 "lr": t.train.lr, "batch_size": t.train.batch_size, "max_length": t.train.max_length,
                 "max_examples": t.train.max_examples, "seed": t.train.seed, "weight_decay": t.train.weight_decay,
-                "warmup_ratio": t.train.warmup_ratio, "augment": t.train.augment}
+                "warmup_ratio": t.train.warmup_ratio, "augment": t.train.augment,
+                # only when on, so that the keys (and caches) of teachers trained before it existed stay
+                **({"group_by_length": True} if t.train.group_by_length else {})}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{t.task}-{Path(t.model).name}")
     return f"{slug}-{digest}"
 
 
-def ensure_teacher(cfg: Config, parent_run_id: str | None = None) -> Path:
+def ensure_teacher(cfg: Config, parent_run_id: str | None = None, *, in_trial: bool = False) -> Path:
     """The fine-tuned teacher's folder (model/, metrics.json, train logits), training it only if absent.
 
     Trials running at the same time wait on a file lock, so the teacher is trained once. Its MLflow run
     sits in the run's or sweep's experiment (a child of the sweep, tagged sweep_role=teacher), not in an
-    experiment of its own."""
+    experiment of its own. `in_trial`: trained in this process, a Tune trial's (orchestrator/session.py)."""
     teacher_dir = Path(cfg.results_dir) / TEACHERS_DIR / teacher_key(cfg)
     done = teacher_dir / TrialFiles.TEACHER_LOGITS
     with file_lock(teacher_dir.with_suffix(".lock")):
@@ -145,7 +147,7 @@ def ensure_teacher(cfg: Config, parent_run_id: str | None = None) -> Path:
             return teacher_dir
         tcfg = teacher_config(cfg)
         print(f"[{cfg.name}] fine-tuning the KD-LoRA teacher once: {teacher_dir}", flush=True)
-        fit(tcfg, teacher_dir, emit_train_logits=True, parent_run_id=parent_run_id, role="teacher")
+        fit(tcfg, teacher_dir, emit_train_logits=True, parent_run_id=parent_run_id, role="teacher", in_trial=in_trial)
     return teacher_dir
 
 
@@ -197,6 +199,15 @@ def _keep_token_auth(cfg: Config) -> None:
     _enable_token_auth()
 
 
+def resolve_trainer(cfg: Config) -> Config:
+    """`resources.trainer: auto` decided on the driver (a trial's process cannot tell a local Ray from a
+    cluster): the trial's own process for one worker on a local Ray, else a TorchTrainer."""
+    if cfg.resources.trainer != "auto":
+        return cfg
+    local = not os.environ.get("RAY_ADDRESS")
+    return with_values(cfg, {"resources.trainer": "trial" if cfg.resources.workers == 1 and local else "torch_trainer"})
+
+
 def use_gpu(cfg: Config) -> bool:
     import ray
 
@@ -205,22 +216,18 @@ def use_gpu(cfg: Config) -> bool:
     return bool(cfg.resources.use_gpu)
 
 
-def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits: bool = False,
-        parent_run_id: str | None = None, early_stop: EarlyStopSpec | None = None,
+def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, in_trial: bool = False,
+        emit_train_logits: bool = False, parent_run_id: str | None = None, early_stop: EarlyStopSpec | None = None,
         role: str = "", log_to_driver: bool = True) -> dict[str, Any]:
-    """Train `cfg` with `resources.workers` Ray Train workers; writes out_dir/{config.yaml, metrics.json, model/}.
+    """Train `cfg`; writes out_dir/{config.yaml, metrics.json, model/} and returns metrics.json.
 
-    Returns metrics.json. Inside a Tune trial (`in_tune`) every epoch's report is forwarded to Tune.
+    With `resources.workers` Ray Train workers, or (`in_trial`) in this process, a Tune trial's
+    (orchestrator/session.py). Inside a Tune trial (`in_tune`) every epoch's report goes to Tune.
     The run is logged to MLflow (a child of `parent_run_id` when given): params, per-epoch curves
     (from rank 0), the final metrics and, with tracking.log_models, the deployable model.
     `log_to_driver=False` keeps the workers' output in Ray's logs when this starts a local Ray.
     """
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-    from ray.train.v2.api.config import LoggingConfig
-
     from orchestrator import tracking
-    from orchestrator.loop import train_worker
     from orchestrator.recipes import get_recipe
 
     cfg = with_method_defaults(cfg)  # train.lr: null = the method's own, written into config.yaml
@@ -229,10 +236,38 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / TrialFiles.CONFIG).write_text(dump_yaml(cfg))
     needs_teacher = get_recipe(cfg.method.name).needs_teacher(cfg)
-    teacher_dir = str(ensure_teacher(cfg, parent_run_id)) if needs_teacher else None
+    teacher_dir = str(ensure_teacher(cfg, parent_run_id, in_trial=in_trial)) if needs_teacher else None
     run_id = tracking.reopen_or_start_run(cfg, trial_id=out_dir.name, run_name=tracking.run_name(cfg, out_dir.name, role),
                                           parent_run_id=parent_run_id,
                                           tags={"full_budget": "false", **({"sweep_role": role} if role else {})})
+    loop = LoopConfig(config=cfg.to_dict(), out_dir=str(out_dir), teacher_dir=teacher_dir,
+                      emit_train_logits=emit_train_logits, mlflow_run_id=run_id, early_stop=early_stop)
+    started = time.perf_counter()
+    try:
+        if in_trial:
+            from orchestrator.loop import run_loop
+            from orchestrator.session import trial_session
+
+            run_loop(loop, trial_session(report=in_tune))
+        else:
+            torch_trainer(cfg, loop, out_dir, in_tune).fit()
+    except BaseException:
+        tracking.finish_run(cfg, run_id, "FAILED")
+        raise
+    metrics = json.loads((out_dir / TrialFiles.METRICS).read_text())
+    metrics["wall_seconds"] = time.perf_counter() - started
+    record_run(cfg, run_id, out_dir, metrics)
+    return metrics
+
+
+def torch_trainer(cfg: Config, loop: LoopConfig, out_dir: Path, in_tune: bool) -> Any:
+    """`resources.workers` Ray Train workers running the loop; in a Tune trial their reports go to Tune."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.config import LoggingConfig
+
+    from orchestrator.loop import train_worker
+
     gpu = use_gpu(cfg)
     per_worker = {"CPU": cfg.resources.cpus_per_worker}
     if gpu:
@@ -242,27 +277,16 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, emit_train_logits:
         from ray.tune.integration.ray_train import TuneReportCallback
 
         callbacks.append(TuneReportCallback())
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=LoopConfig(config=cfg.to_dict(), out_dir=str(out_dir), teacher_dir=teacher_dir,
-                                     emit_train_logits=emit_train_logits, mlflow_run_id=run_id,
-                                     early_stop=early_stop).to_dict(),
+    return TorchTrainer(
+        train_worker, train_loop_config=loop.to_dict(),
         scaling_config=ScalingConfig(num_workers=cfg.resources.workers, use_gpu=gpu, resources_per_worker=per_worker),
         run_config=RunConfig(name=out_dir.name, storage_path=str(out_dir / "ray"),
                              failure_config=FailureConfig(max_failures=2), callbacks=callbacks,
+                             # A restarted worker resumes from the latest; older ones only fill the disk.
+                             checkpoint_config=CheckpointConfig(num_to_keep=1),
                              # Ray Train's INFO lines repeat every report's metrics; our epoch line says it.
                              logging_config=LoggingConfig(log_level="WARNING")),
     )
-    started = time.perf_counter()
-    try:
-        trainer.fit()
-    except BaseException:
-        tracking.finish_run(cfg, run_id, "FAILED")
-        raise
-    metrics = json.loads((out_dir / TrialFiles.METRICS).read_text())
-    metrics["wall_seconds"] = time.perf_counter() - started
-    record_run(cfg, run_id, out_dir, metrics)
-    return metrics
 
 
 def record_run(cfg: Config, run_id: str, out_dir: Path, metrics: dict[str, Any]) -> None:

@@ -1,8 +1,11 @@
-"""The sweep: Ray Tune + Optuna (multi-objective) + ASHA, one TorchTrainer per trial.
+"""The sweep: Ray Tune + Optuna (multi-objective) + ASHA.
 
-Ray 2.60 (Train V2) pattern: each Tune trial is a plain function that fits one TorchTrainer and
-forwards its workers' reports to Tune with TuneReportCallback (../shared/notes/STACK.md). Trial
-folders are named by trial id, never timestamps, so `--resume` finds them again.
+Each Tune trial is a plain function. On a local Ray a one-worker trial trains in that function's own
+process, which Tune reuses for the next trial (tokenised data and processors stay in memory); otherwise
+(`resources.trainer`, orchestrator/run.py's resolve_trainer) it fits one TorchTrainer and forwards its
+workers' reports to Tune with TuneReportCallback, the Ray 2.60 (Train V2) pattern
+(../shared/notes/STACK.md). Trial folders are named by trial id, never timestamps, so `--resume`
+finds them again.
 """
 
 from __future__ import annotations
@@ -106,7 +109,8 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str |
         early_stop = EarlyStopSpec(rung_dir=str(sweep_dir / cfg.search.scheduler), trial_id=trial_id,
                                    rungs=tuple(rungs), reduction_factor=cfg.search.reduction_factor,
                                    objectives=tuple(m for m, _ in pairs), directions=tuple(d for _, d in pairs))
-    fit(cfg, trial_dir, in_tune=True, parent_run_id=parent_run_id, early_stop=early_stop)
+    fit(cfg, trial_dir, in_tune=True, in_trial=cfg.resources.trainer == "trial", parent_run_id=parent_run_id,
+        early_stop=early_stop)
 
 
 def finished_metrics(trial_dir: Path) -> dict[str, Any] | None:
@@ -179,7 +183,7 @@ def make_searcher(cfg: Config, storage: str | None = None) -> Any:
 def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     from ray import tune
 
-    from orchestrator.run import ensure_ray, preflight, use_gpu
+    from orchestrator.run import ensure_ray, preflight, resolve_trainer, use_gpu
 
     if smoke:
         cfg = smoke_config(cfg)
@@ -192,7 +196,10 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     ensure_ray(cfg, log_to_driver=console.verbose())  # worker output only with --verbose (console.py)
+    cfg = resolve_trainer(cfg)
+    remember_config(cfg)
     gpu = use_gpu(cfg)
+    in_trial = cfg.resources.trainer == "trial"
     parent_run_id = tracking.find_run(cfg, "sweep_role", "parent") if resume else None
     if parent_run_id is None:
         parent_run_id = tracking.start_parent_run(cfg)
@@ -200,11 +207,8 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
         (sweep_dir / "sweep.yaml").write_text(dump_yaml(cfg) + "\n# search space\n"
                                               + "".join(f"# {redact(line)}\n" for line in describe_space(cfg)))
         tracking.log_artifacts(cfg, parent_run_id, [sweep_dir / "sweep.yaml"])
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=cfg.to_dict(), parent_run_id=parent_run_id),
-        # The trial function only drives its TorchTrainer, whose workers hold the CPUs/GPUs; a trial
-        # taking 1 CPU of its own would deadlock a 2-core machine (STACK.md).
-        {"cpu": 0, "memory": 1, HEAD_RESOURCE: 0.001})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, base=cfg.to_dict(), parent_run_id=parent_run_id),
+                                    trial_resources(cfg, gpu))
     if resume:
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
                                    restart_errored=True)
@@ -221,11 +225,15 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
-                                        max_concurrent_trials=max_concurrent(cfg, gpu),
+                                        max_concurrent_trials=max_concurrent(cfg, gpu), reuse_actors=in_trial,
                                         trial_dirname_creator=lambda trial: trial.trial_id,
                                         trial_name_creator=lambda trial: trial.trial_id),
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(sweep_dir), verbose=1 if console.verbose() else 0,
+                # A trial training in its own process is restarted by Tune from its last checkpoint (as Ray
+                # Train restarts a TorchTrainer's lost workers); only the latest checkpoint is kept.
+                failure_config=tune.FailureConfig(max_failures=2 if in_trial else 0),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[ParentRunCallback(cfg, parent_run_id),
                            *([] if console.verbose() else [ConsoleCallback(cfg, num_samples * len(explicit or [0]))])]),
         )
@@ -241,6 +249,16 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
                                 tracking.local_view_url(cfg)):
         print(f"[{cfg.name}] {line}")
     return 0
+
+
+def trial_resources(cfg: Config, gpu: bool) -> dict[str, float]:
+    """What one trial's function asks Ray for."""
+    r = cfg.resources
+    if r.trainer == "trial":  # it trains itself: one worker's CPUs (and GPU)
+        return {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker if gpu else 0}
+    # The function only drives its TorchTrainer, whose workers hold the CPUs/GPUs; a trial taking 1 CPU of
+    # its own would deadlock a 2-core machine (STACK.md).
+    return {"cpu": 0, "memory": 1, HEAD_RESOURCE: 0.001}
 
 
 def fate_problem(sweep_dir: Path, *, resume: bool) -> str | None:

@@ -162,6 +162,41 @@ def test_driver_killed_then_resume_runs_every_trial_once(tmp_path: Path, shared_
         assert (sweep_dir / "trials" / trial_id / "metrics.json").stat().st_mtime == mtime
 
 
+def test_a_trial_training_in_its_own_process_resumes_after_it_is_killed(tmp_path: Path, shared_models,
+                                                                       shared_data) -> None:
+    """A local one-worker trial trains in its Tune trial's process (resources.trainer: auto); SIGKILLed after
+    its first checkpoint, Tune starts it again from that checkpoint, as Ray Train replaces a lost worker."""
+    cfg = yaml.safe_load(QUICKSTART.read_text())
+    cfg.update({"name": "killed", "space": {"method.rank": {"grid": [4]}}})
+    cfg["method"].update({"name": "pc_lora", "kd_weight": 0.0})
+    cfg["train"].update({"epochs": 2, "max_examples": 32, "max_length": 32})
+    cfg["eval"] = {"max_examples": 32}
+    cfg["search"] = {"sampler": "grid", "scheduler": "none", "objectives": ["metric:max", "params:min"]}
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    pid_file = tmp_path / "trial.pid"
+    proc = subprocess.Popen(sweep_cmd("--config", str(path), *abs_sets(tmp_path)), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "ORCH_TEST_PID_FILE": str(pid_file), "ORCH_TEST_PAUSE": "120"})
+    deadline = time.time() + 300
+    while not pid_file.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert pid_file.exists(), "the trial never reached its first checkpoint"
+    time.sleep(0.5)
+    killed = int(pid_file.read_text())
+    assert killed != proc.pid  # the trial's process, not the driver
+    os.kill(killed, signal.SIGKILL)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-4000:]
+    sweep_dir = tmp_path / "killed"
+    (trial_dir,) = list((sweep_dir / "trials").iterdir())
+    assert (trial_dir / "ray").exists() is False  # no TorchTrainer ran: it trained in the trial's process
+    epochs = [json.loads(line) for line in (trial_dir / "epochs.jsonl").read_text().splitlines()]
+    assert [(e["epoch"], e["resumed_from_epoch"]) for e in epochs] == [(1, 0), (2, 1)]
+    trials = check_outputs(sweep_dir, {"pc_lora"})
+    assert trials["resources.trainer"].tolist() == ["trial"]
+
+
 @pytest.mark.parametrize(("scheduler", "record"), [
     ("asha", "1.01"),
     ("mo_asha", "[1.01, 0.0]"),  # a recorded (metric, params) that dominates every trial

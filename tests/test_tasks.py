@@ -655,3 +655,54 @@ def test_tasks_list_names_every_task_without_reading_data(capsys) -> None:
     assert T.main(["list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["task"] for r in rows] == list(T.TASKS) and rows[0]["local_dir"] == T.TASKS[rows[0]["task"]].local_dir
+
+
+def test_length_grouped_batches_cover_every_example_with_little_padding(shared_data, shared_models):
+    """train.group_by_length: each epoch is still a permutation of the data (ranks together, padded as
+    DistributedSampler pads), seeded and different per epoch, and a batch pads far less than a shuffled one."""
+    from orchestrator.tasks.data import LengthGroupedSampler
+
+    ds, _ = T.build_dataset(T.get_task("glue/sst2"), "train", model_name_or_path=str(MINILM), data_dir=shared_data,
+                            max_length=64, max_examples=1000, seed=0, train=True)
+    lengths = ds.lengths
+    assert lengths.tolist() == [len(ds[i]["input_ids"]) for i in range(len(ds))]
+
+    def padded_tokens(order: list[int], batch: int) -> int:
+        return sum(max(lengths[order[i:i + batch]]) * len(order[i:i + batch]) for i in range(0, len(order), batch))
+
+    ranks = [LengthGroupedSampler(lengths, 32, num_replicas=2, rank=r, seed=0) for r in range(2)]
+    shares = [list(s) for s in ranks]
+    assert len(shares[0]) == len(shares[1]) == len(ranks[0]) == 500
+    assert sorted(shares[0] + shares[1]) == list(range(1000))
+    one = LengthGroupedSampler(lengths, 32, seed=0)
+    first = list(one)
+    assert first == list(LengthGroupedSampler(lengths, 32, seed=0))  # seeded
+    one.set_epoch(1)
+    assert list(one) != first and sorted(one) == list(range(1000))
+    shuffled = torch.randperm(1000, generator=torch.Generator().manual_seed(0)).tolist()
+    assert padded_tokens(first, 32) < 0.6 * padded_tokens(shuffled, 32)
+    # the local batches of a rank (16 of a global 32) are its half of one global batch
+    merged = [i for k in range(0, 500, 16) for i in shares[0][k:k + 16] + shares[1][k:k + 16]]
+    assert padded_tokens(merged, 32) < 0.6 * padded_tokens(shuffled, 32)
+
+
+def test_evaluation_longest_first_changes_no_prediction(shared_data, shared_models):
+    """measure.evaluate batches by length (less padding); the predictions come back in example order and
+    equal those of batches in example order."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from orchestrator.measure import evaluate, longest_first
+
+    ds, collate = T.build_dataset(T.get_task("glue/sst2"), "validation", model_name_or_path=str(MINILM),
+                                  data_dir=shared_data, max_length=64, max_examples=64, seed=0, train=False)
+    order = longest_first(ds, list(range(len(ds))))
+    assert sorted(order) == list(range(len(ds))) and list(ds.lengths[order]) == sorted(ds.lengths, reverse=True)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                                     num_attention_heads=2, intermediate_size=64)).eval()
+    preds, labels = evaluate(model, ds, collate, 16, torch.device("cpu"), rank=0, world=1, amp=False)
+    model.eval()  # evaluate hands the model back in training mode (the loop's)
+    with torch.no_grad():
+        expected = torch.cat([model(**{k: v for k, v in collate([ds[i] for i in range(s, s + 16)]).items()
+                                       if k not in ("idx", "labels")}).logits for s in range(0, len(ds), 16)])
+    assert np.allclose(preds, expected.numpy(), atol=1e-5) and (labels == ds.labels).all()

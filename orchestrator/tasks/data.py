@@ -40,6 +40,13 @@ class TextDataset(torch.utils.data.Dataset):
     def labels(self) -> np.ndarray:
         return self.table.column("labels").to_numpy()
 
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per row (before padding)."""
+        import pyarrow.compute as pc
+
+        return pc.list_value_length(self.table.column("input_ids")).to_numpy(zero_copy_only=False)
+
     def _rows(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         n = len(self)
         idx = [i + n if i < 0 else i for i in indices]
@@ -218,3 +225,36 @@ def _size_dict(size: Any) -> dict[str, int | None] | None:
     if as_dict["shortest_edge"] is None and (as_dict["height"] is None or as_dict["width"] is None):
         return None
     return as_dict
+
+
+class LengthGroupedSampler(torch.utils.data.Sampler[int]):
+    """DistributedSampler's contract (this rank's share of a per-epoch seeded shuffle, `set_epoch`,
+    shards padded to equal length) with batches of like lengths: each epoch's shuffled order is cut into
+    pools of `pool_batches` global batches, each pool is sorted by length and cut into batches, and the
+    batches are shuffled. A rank takes every `num_replicas`-th example, so with a global batch divisible
+    by the number of workers each local batch is its share of one global batch."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, num_replicas: int = 1, rank: int = 0,
+                 seed: int = 0, pool_batches: int = 8) -> None:
+        self.lengths = [int(n) for n in lengths]
+        self.batch_size, self.num_replicas, self.rank = batch_size, num_replicas, rank
+        self.seed, self.pool = seed, batch_size * pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.num_replicas)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        n = len(self.lengths)
+        shuffled = torch.randperm(n, generator=g).tolist()
+        grouped = [i for start in range(0, n, self.pool)
+                   for i in sorted(shuffled[start:start + self.pool], key=lambda i: -self.lengths[i])]
+        batches = [grouped[start:start + self.batch_size] for start in range(0, n, self.batch_size)]
+        order = [i for b in torch.randperm(len(batches), generator=g).tolist() for i in batches[b]]
+        total = len(self) * self.num_replicas
+        order += order[:total - n]  # as DistributedSampler pads: every rank takes as many steps
+        return iter(order[self.rank:total:self.num_replicas])
