@@ -114,18 +114,20 @@ class ConsoleCallback:
         # which may hold a password; the console never needs it.
         cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=None))
 
-        def describe(trial: Any) -> tuple[str, str]:
+        def trial_config(trial: Any) -> Any:
             from orchestrator.search import trial_point
 
-            trial_cfg = with_values(cfg, trial_point(trial.config))
+            return with_values(cfg, trial_point(trial.config))
+
+        def describe(trial: Any) -> tuple[str, str]:
+            trial_cfg = trial_config(trial)
             return trial_cfg.method.name, recipes.label(flat_scalars(trial_cfg.to_dict()))
 
         def teacher_note(trial: Any) -> str:
             """Said once, by the trial that will fine-tune the KD-LoRA teacher (its epochs are not the trial's)."""
             from orchestrator.run import TEACHERS_DIR, teacher_key
-            from orchestrator.search import trial_point
 
-            trial_cfg = with_values(cfg, trial_point(trial.config))
+            trial_cfg = trial_config(trial)
             if not recipes.get_recipe(trial_cfg.method.name).needs_teacher(trial_cfg):
                 return ""
             key = teacher_key(trial_cfg)

@@ -28,10 +28,10 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def input_size(cfg: Config, task: TaskSpec, model: nn.Module) -> dict[str, int]:
+def input_size(max_length: int, task: TaskSpec, model: nn.Module) -> dict[str, int]:
     """The size of one example for FLOPs: max_length tokens, or the processor's image size."""
     if task.kind == "text":
-        return {"seq_len": cfg.train.max_length}
+        return {"seq_len": max_length}
     size = getattr(model.config, "image_size", 224)
     return {"image_size": 224 if size > 224 else size}
 
@@ -98,8 +98,12 @@ def evaluate(model: nn.Module, dataset: Any, collate: Any, batch_size: int, devi
 
 def model_accounting(cfg: Config, task: TaskSpec, model: nn.Module) -> dict[str, int]:
     """params, params_no_embeddings and flops of a (deployable) model at the task's input size."""
+    return _counts(task, model, cfg.train.max_length)
+
+
+def _counts(task: TaskSpec, model: nn.Module, max_length: int) -> dict[str, int]:
     counts = accounting.count_params(model)
-    size = input_size(cfg, task, model)
+    size = input_size(max_length, task, model)
     flops = accounting.count_flops(model, accounting.example_inputs(model, **size))
     return {"params": counts["params"], "params_no_embeddings": counts["params_no_embeddings"], "flops": flops}
 
@@ -108,13 +112,11 @@ def model_accounting(cfg: Config, task: TaskSpec, model: nn.Module) -> dict[str,
 def _base_accounting(model_ref: str, task_name: str, max_length: int, trust_remote_code: bool) -> tuple:
     """The uncompressed model's counts, loaded once per process: a Tune trial process that trains trial
     after trial (orchestrator/session.py) reads the base model's weights for this once, not per trial."""
-    from orchestrator.config import with_values
     from orchestrator.tasks import get_task
 
     task = get_task(task_name)
     base = load_model(model_ref, task, trust_remote_code=trust_remote_code)
-    cfg = with_values(Config(task=task_name, model=model_ref), {"train.max_length": max_length})
-    return tuple(model_accounting(cfg, task, base).items())
+    return tuple(_counts(task, base, max_length).items())
 
 
 def initial_accounting(cfg: Config, task: TaskSpec, raw_model: nn.Module) -> dict[str, Any]:

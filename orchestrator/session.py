@@ -1,8 +1,8 @@
 """Where a training loop runs: a Ray Train worker group, or the Tune trial's own process.
 
-The loop (orchestrator/loop.py) needs five things from around it: its rank and the world size, its
-device, the checkpoint to resume from, a way to report an epoch (with its checkpoint), and the DDP
-wrapper. A `Session` carries them, so one loop serves both places:
+The loop (orchestrator/loop.py) needs from around it: its rank and the world size, its device, the
+checkpoint to resume from, a way to make and report an epoch's checkpoint, the DDP wrapper and its
+node's address. A `Session` carries them, so one loop serves both places:
 
 - `ray_train_session()`: a worker of a `TorchTrainer` (any number of workers, DDP; Ray Train restarts
   lost workers from the last checkpoint). What `orchestrator train` and sweeps on a cluster use.

@@ -187,6 +187,7 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
 
     if smoke:
         cfg = smoke_config(cfg)
+    cfg = resolve_trainer(cfg)
     preflight(cfg)
     remember_config(cfg)  # what a restored ParentRunCallback logs with (it pickles no config)
     sweep_dir = Path(cfg.results_dir) / cfg.name
@@ -196,8 +197,6 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     ensure_ray(cfg, log_to_driver=console.verbose())  # worker output only with --verbose (console.py)
-    cfg = resolve_trainer(cfg)
-    remember_config(cfg)
     gpu = use_gpu(cfg)
     in_trial = cfg.resources.trainer == "trial"
     parent_run_id = tracking.find_run(cfg, "sweep_role", "parent") if resume else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,16 @@ def headless_chromium(url: str, tmp_path: Path, shot: Path, *, size: str = "1400
     assert proc.returncode == 0, proc.stderr[-3000:]
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     return proc.stdout, console
+
+
+def pid_at_first_checkpoint(pid_file: Path, proc: Any, who: str, timeout: float = 300) -> int:
+    """The pid orchestrator/faults.py writes once the training process has reported its first checkpoint
+    (it then pauses, waiting to be killed); fails if `proc` ends or the time runs out first."""
+    import time
+
+    deadline = time.time() + timeout
+    while not pid_file.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert pid_file.exists(), f"the {who} never reached its first checkpoint"
+    time.sleep(0.5)  # the pid is written before the file is closed
+    return int(pid_file.read_text())

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from orchestrator.pareto import pareto_mask
-from tests.conftest import DATA, MODELS, REPO
+from tests.conftest import DATA, MODELS, REPO, pid_at_first_checkpoint
 
 pytestmark = pytest.mark.integration
 QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
@@ -178,12 +178,7 @@ def test_a_trial_training_in_its_own_process_resumes_after_it_is_killed(tmp_path
     proc = subprocess.Popen(sweep_cmd("--config", str(path), *abs_sets(tmp_path)), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "ORCH_TEST_PID_FILE": str(pid_file), "ORCH_TEST_PAUSE": "120"})
-    deadline = time.time() + 300
-    while not pid_file.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-    assert pid_file.exists(), "the trial never reached its first checkpoint"
-    time.sleep(0.5)
-    killed = int(pid_file.read_text())
+    killed = pid_at_first_checkpoint(pid_file, proc, "trial")
     assert killed != proc.pid  # the trial's process, not the driver
     os.kill(killed, signal.SIGKILL)
     output, _ = proc.communicate(timeout=600)

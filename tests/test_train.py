@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import DATA, MODELS, REPO
+from tests.conftest import DATA, MODELS, REPO, pid_at_first_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -144,12 +143,7 @@ def test_killed_worker_resumes_from_its_checkpoint(tmp_path: Path, tiny_bert: Pa
             "--out", str(out)]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "ORCH_TEST_PID_FILE": str(pid_file), "ORCH_TEST_PAUSE": "120"})
-    deadline = time.time() + 300
-    while not pid_file.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-    assert pid_file.exists(), "the worker never reached its first checkpoint"
-    time.sleep(0.5)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    os.kill(pid_at_first_checkpoint(pid_file, proc, "worker"), signal.SIGKILL)
     output, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, output[-4000:]
     # Decided from the run's own record (streamed stdout can lose lines on the way to the driver): epoch 1
