@@ -197,6 +197,10 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: s
               f"report: python -m orchestrator report {sweep_dir}   (an HTML page: front, curves, trials)",
               f"MLflow UI: python -m orchestrator ui --results {cfg.results_dir}"
               + (f", then {experiment_url}" if experiment_url else "")]
+    if experiment_url:
+        from orchestrator.tracking import chart_view
+
+        lines.append(f"  the trials as charts of metric against size: {chart_view(experiment_url)}")
     if cfg.search.sampler != "grid":
         from orchestrator.optuna_search import storage_url
         from orchestrator.redact import redact_uri

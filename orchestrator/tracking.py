@@ -35,6 +35,16 @@ DEFAULT_VIEW = {"orderByKey": "metrics.`metric`", "orderByAsc": False,
                 "selectedColumns": ["params.`method.name`", "params.`method.rank`", "params.`train.lr`",
                                     "metrics.`metric`", "metrics.`params_kept_pct`",
                                     "metrics.`encoder_params_kept_pct`", "metrics.`flops_kept_pct`"]}
+# The same page's chart view (`chart_view`): every visible trial as a point of metric against kept-%, one
+# panel per parameter base and one for FLOPs, the comparison the front is drawn from, with no axis to pick.
+FRONT_SECTION = "orchestrator-front"
+DEFAULT_VIEW["compareRunSections"] = [{"uuid": FRONT_SECTION, "name": "Metric against size", "display": True,
+                                       "isReordered": False, "deleted": False, "isGenerated": False}]
+DEFAULT_VIEW["compareRunCharts"] = [
+    {"uuid": f"{FRONT_SECTION}-{size}", "type": "SCATTER", "metricSectionId": FRONT_SECTION, "deleted": False,
+     "isGenerated": False, "runsCountToCompare": 100,
+     "xaxis": {"key": size, "type": "METRIC"}, "yaxis": {"key": "metric", "type": "METRIC"}}
+    for size in ("params_kept_pct", "encoder_params_kept_pct", "flops_kept_pct")]
 # Without this tag MLflow 3 guesses the experiment's kind and may open its GenAI (traces) view.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
@@ -101,6 +111,11 @@ def local_view_url(cfg: Config) -> str:
 def view_url(base_url: str, experiment: str) -> str:
     """The runs page of `experiment` in the default view (DEFAULT_VIEW), on a UI served at base_url."""
     return f"{base_url.rstrip('/')}/#/experiments/{experiment}/runs?viewStateShareKey={VIEW_KEY}"
+
+
+def chart_view(url: str) -> str:
+    """A view_url page in its chart view: the trials compared as metric against kept-% (DEFAULT_VIEW's charts)."""
+    return f"{url}&compareRunsMode=CHART"
 
 
 def run_name(cfg: Config, trial_id: str, role: str = "") -> str:

@@ -123,6 +123,11 @@ def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) ->
         assert f"[quickstart-smoke] {trial_id} " in out and f"{trial_id} " in out.split("Pareto front")[0]
     assert "trials 2/2 done (2 complete)" in out and "2 trials: 2 complete" in out
     assert "LOAD REPORT" not in out + proc.stderr and "Trial status:" not in out
+    # the closing summary: the files, then the commands that open the report, the UI (table and charts)
+    closing = out.split("2 trials: 2 complete")[1]
+    assert "files: " in closing and f"report: python -m orchestrator report {tmp_path / 'quickstart-smoke'}" in closing
+    assert f"MLflow UI: python -m orchestrator ui --results {tmp_path}" in closing
+    assert "runs?viewStateShareKey=orchestrator-trials&compareRunsMode=CHART" in closing
 
 
 def test_driver_killed_then_resume_runs_every_trial_once(tmp_path: Path, shared_models, shared_data,

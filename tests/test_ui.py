@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -125,7 +126,7 @@ def grid_rows(html: str) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def ui_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A results folder written by a real sweep: two PC-LoRA trials (ranks 2 and 4), run side by side.
+    """A results folder written by a real sweep: three PC-LoRA trials (ranks 2, 4 and 8), two side by side.
 
     Smaller than the quickstart smoke sweep (no KD-LoRA teacher to fine-tune): the browser is what is
     under test here; tests/test_sweep.py covers the sweep itself.
@@ -137,7 +138,7 @@ def ui_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results = tmp_path_factory.mktemp("ui-results")
     cfg = yaml.safe_load(QUICKSTART.read_text())
     cfg.update({"name": "ui", "model": str(MODELS / "minilm-l3-h384"), "data_dir": str(DATA),
-                "results_dir": str(results), "space": {"method.rank": {"grid": [2, 4]}}})
+                "results_dir": str(results), "space": {"method.rank": {"grid": [2, 4, 8]}}})
     cfg["method"].update({"name": "pc_lora", "kd_weight": 0.0})
     cfg["train"].update({"epochs": 1, "max_examples": 32, "max_length": 32})
     cfg["eval"] = {"max_examples": 32}
@@ -224,6 +225,16 @@ def render(url: str, shot: Path, profile: Path) -> str:
     return proc.stdout
 
 
+def scatter_points(html: str) -> int:
+    """Markers Plotly drew in the page's scatter charts."""
+    return len(re.findall(r'class="point[ "]', html))
+
+
+def axis_titles(html: str) -> set[str]:
+    """The axis titles of the page's Plotly charts."""
+    return set(re.findall(r'class="[xy]title"[^>]*data-unformatted="([^"]+)"', html))
+
+
 @pytest.mark.integration
 def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_results: Path, tmp_path: Path) -> None:
     url, port, proc = ui_server
@@ -235,7 +246,7 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
             sock.connect((address, port))
 
     trials = pd.read_csv(ui_results / "ui" / "trials.csv")
-    assert len(trials) == 2
+    assert len(trials) == 3
     exp_id = api(url, "experiments/get-by-name", params="experiment_name=ui")["experiment"]["experiment_id"]
     # The experiment carries this tool's view (tracking.DEFAULT_VIEW, set when the sweep created it): the
     # link the sweep prints opens the runs sorted by metric, listed flat, with the kept-% columns in view.
@@ -266,6 +277,19 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1400, 900) and len(png) > 30_000, (width, height, len(png))
     print(f"screenshot: {shot} ({len(png)} bytes)")
+
+    # The summary's second link, the same page as charts: every trial a point of metric against kept-%,
+    # with the axes already chosen (tracking.DEFAULT_VIEW's charts), no clicks.
+    chart_shot = tmp_path / "compare-view.png"
+    sizes = {"params_kept_pct", "encoder_params_kept_pct", "flops_kept_pct"}
+    for attempt in range(3):  # a cold page can be dumped before its charts have drawn
+        html = render(tracking.chart_view(page), chart_shot, tmp_path / f"chromium-charts-{attempt}")
+        if scatter_points(html) >= 3 * len(trials):
+            break
+    assert axis_titles(html) == sizes | {"metric"}, axis_titles(html)
+    # one point per trial in each of the three panels (the parent run has no `metric`)
+    assert scatter_points(html) == 3 * len(trials), scatter_points(html)
+    print(f"screenshot: {chart_shot}")
 
     # Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) stops the server cleanly
     os.killpg(proc.pid, signal.SIGINT)
