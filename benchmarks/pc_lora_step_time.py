@@ -5,8 +5,9 @@
 One step = forward, backward and AdamW update of the adapters and head, on the CPU. The
 conditions run interleaved, one step each per round, so that drifts of the machine (turbo,
 other load) hit all of them alike. With kd_weight > 0 the step also runs the teacher forward
-(teacher_forward, the same weights at λ = 1), which still needs W after λ reaches 0. Prints a
-markdown table and writes it to benchmarks/results/pc_lora_step_time.md.
+(teacher_forward, the same weights at λ = 1), which still needs W after λ reaches 0, or reads its
+outputs from methods/feature_cache.py, as a trial does from its second epoch on (the teacher is
+frozen). Prints a markdown table and writes it to benchmarks/results/pc_lora_step_time.md.
 """
 
 from __future__ import annotations
@@ -22,21 +23,35 @@ import torch
 import transformers
 
 from methods import pc_lora
+from methods.feature_cache import FeatureCache
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-l6-h384"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "pc_lora_step_time.md"
-CONDITIONS = [(0.5, 0.0), (0.0, 0.0), (0.5, 0.5), (0.0, 0.5)]  # (λ, kd_weight)
+# (λ, kd_weight, teacher outputs from the cache)
+CONDITIONS = [(0.5, 0.0, False), (0.0, 0.0, False), (0.5, 0.5, False), (0.0, 0.5, False), (0.5, 0.5, True),
+              (0.0, 0.5, True)]
+
+
+def teacher_hidden(model: torch.nn.Module, batch: dict, cache: FeatureCache | None) -> tuple:
+    idx, mask = torch.arange(len(batch["input_ids"])), batch["attention_mask"]
+    hit = cache.get(idx, mask) if cache is not None else None
+    if hit is not None:
+        return hit[0]
+    teacher = pc_lora.teacher_forward(model, **batch)
+    if cache is not None:
+        cache.put(idx, mask, teacher.hidden_states[1:], teacher.logits)
+    return teacher.hidden_states[1:]
 
 
 def step(
-    model: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict, lam: float, kd_weight: float
+    model: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict, lam: float, kd_weight: float,
+    cache: FeatureCache | None = None,
 ) -> float:
     start = time.perf_counter()
     pc_lora.set_lambda(model, lam)
-    teacher = pc_lora.teacher_forward(model, **batch) if kd_weight > 0 else None
+    t_hidden = teacher_hidden(model, batch, cache) if kd_weight > 0 else ()
     out = model(**batch, output_hidden_states=kd_weight > 0)
-    t_hidden = teacher.hidden_states[1:] if teacher is not None else ()
-    s_hidden = out.hidden_states[1:] if teacher is not None else ()
+    s_hidden = out.hidden_states[1:] if kd_weight > 0 else ()
     loss = pc_lora.loss(out.loss, s_hidden, t_hidden, kd_weight)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -73,12 +88,13 @@ def main() -> None:
         "labels": torch.randint(0, 2, (args.batch,)),
     }
 
-    times: dict[tuple[float, float], list[float]] = {c: [] for c in CONDITIONS}
+    cache = FeatureCache(max_bytes=2**30)  # filled by the first cached step (a warm-up one)
+    times: dict[tuple[float, float, bool], list[float]] = {c: [] for c in CONDITIONS}
     for round_ in range(args.warmup + args.rounds):
-        for lam, kd in CONDITIONS:
-            seconds = step(model, opt, batch, lam, kd)
+        for lam, kd, cached in CONDITIONS:
+            seconds = step(model, opt, batch, lam, kd, cache if cached else None)
             if round_ >= args.warmup:
-                times[(lam, kd)].append(seconds)
+                times[(lam, kd, cached)].append(seconds)
 
     median = {c: statistics.median(t) for c, t in times.items()}
     rows = [
@@ -89,12 +105,16 @@ def main() -> None:
         "| kd_weight | λ = 0.5 (s/step) | λ = 0, W skipped (s/step) | ratio λ=0 / λ>0 | min λ>0 | min λ=0 |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for kd in (0.0, 0.5):
-        on, off = times[(0.5, kd)], times[(0.0, kd)]
+    for kd, cached in ((0.0, False), (0.5, False), (0.5, True)):
+        on, off = times[(0.5, kd, cached)], times[(0.0, kd, cached)]
         rows.append(
-            f"| {kd} | {median[(0.5, kd)]:.3f} | {median[(0.0, kd)]:.3f} "
-            f"| {median[(0.0, kd)] / median[(0.5, kd)]:.2f} | {min(on):.3f} | {min(off):.3f} |"
+            f"| {kd}{', teacher cached' if cached else ''} | {median[(0.5, kd, cached)]:.3f} "
+            f"| {median[(0.0, kd, cached)]:.3f} | {median[(0.0, kd, cached)] / median[(0.5, kd, cached)]:.2f} "
+            f"| {min(on):.3f} | {min(off):.3f} |"
         )
+    for lam in (0.5, 0.0):
+        rows.append(f"\nλ = {lam}: the cached teacher's step takes "
+                    f"{median[(lam, 0.5, True)] / median[(lam, 0.5, False)]:.2f} of the computed teacher's.")
     table = "\n".join(rows) + "\n"
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -225,23 +226,35 @@ def test_pc_lora_with_the_fine_tuned_teacher_adds_logit_kd_on_padded_batches(tmp
                        "method.kd_weight": 0.25, "method.logit_kd_weight": 0.5})
     model = recipe.build_model(cfg, task, None)
     teacher = recipe.prepare(cfg, task, torch.device("cpu"), str(teacher_dir), train_size=4)
-    assert teacher is not None and not any(p.requires_grad for p in teacher.parameters())
+    assert teacher is not None and not any(p.requires_grad for p in teacher.model.parameters())
     assert recipe.before_step(cfg, model, 0, 10) == {"lambda": 1.0}
     mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
     batch = {"input_ids": torch.randint(0, 100, (2, 8)), "attention_mask": mask, "labels": torch.tensor([0.2, 0.9]),
              "idx": torch.arange(2)}
     loss = recipe.loss(StepInputs(cfg, model, model, dict(batch), teacher, regression=True))
     out = model(**{k: v for k, v in batch.items() if k != "idx"}, output_hidden_states=True)
-    t = teacher(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
+    t = teacher.model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
     feature = pc_lora.feature_kd_loss(out.hidden_states[1:], t.hidden_states[1:], mask)
     logit = torch.nn.functional.mse_loss(out.logits.squeeze(-1), t.logits.squeeze(-1))
     assert loss.item() == pytest.approx((0.25 * out.loss + 0.25 * feature + 0.5 * logit).item(), rel=1e-5)
     # Without a separate teacher the model's own λ = 1 pass teaches features only: its head is being trained.
     own = with_values(cfg, {"method.kd_teacher": "pretrained"})
-    loss_own = recipe.loss(StepInputs(own, model, model, dict(batch), None, regression=True))
+    own_teacher = recipe.prepare(own, task, torch.device("cpu"), None, train_size=4)
+    assert own_teacher.model is None
+    loss_own = recipe.loss(StepInputs(own, model, model, dict(batch), own_teacher, regression=True))
     t_own = pc_lora.teacher_forward(model, input_ids=batch["input_ids"], attention_mask=mask)
     feature_own = pc_lora.feature_kd_loss(out.hidden_states[1:], t_own.hidden_states[1:], mask)
     assert loss_own.item() == pytest.approx((0.75 * out.loss + 0.25 * feature_own).item(), rel=1e-5)
+    # Both teachers are frozen: a later epoch reads their outputs from the cache, the same loss though the
+    # examples now come in the other order and padded to 12 tokens.
+    assert len(teacher.cache) == 2 and len(own_teacher.cache) == 2
+    later = {"input_ids": torch.cat([batch["input_ids"].flip(0), torch.zeros(2, 4, dtype=torch.long)], 1),
+             "attention_mask": torch.cat([mask.flip(0), torch.zeros(2, 4, dtype=torch.long)], 1),
+             "labels": batch["labels"].flip(0), "idx": torch.tensor([1, 0])}
+    for teacher_side, expected, c in ((teacher, loss, cfg), (own_teacher, loss_own, own)):
+        with patch.object(teacher_side.cache, "put", side_effect=AssertionError("computed again")):
+            cached = recipe.loss(StepInputs(c, model, model, dict(later), teacher_side, regression=True))
+        assert cached.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_a_sweeps_first_points_are_keyed_by_config_keys() -> None:
