@@ -239,7 +239,7 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, in_trial: bool = F
     teacher_dir = str(ensure_teacher(cfg, parent_run_id, in_trial=in_trial)) if needs_teacher else None
     run_id = tracking.reopen_or_start_run(cfg, trial_id=out_dir.name, run_name=tracking.run_name(cfg, out_dir.name, role),
                                           parent_run_id=parent_run_id,
-                                          tags={"full_budget": "false", **({"sweep_role": role} if role else {})})
+                                          tags={"full_budget": "false", "sweep_role": role or "trial"})
     loop = LoopConfig(config=cfg.to_dict(), out_dir=str(out_dir), teacher_dir=teacher_dir,
                       emit_train_logits=emit_train_logits, mlflow_run_id=run_id, early_stop=early_stop)
     started = time.perf_counter()

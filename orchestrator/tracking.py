@@ -28,10 +28,11 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 # The experiment's runs page as this tool opens it (`view_url`): trials sorted by metric, with the
-# settings and the kept-% on both parameter bases in view, children listed flat. MLflow keeps a view
-# shared by its "Share" button as an experiment tag under this key.
+# settings and the kept-% on both parameter bases in view, children listed flat, the KD-LoRA teacher
+# (an FFT run at 100 %) filtered out. MLflow keeps a view shared by its "Share" button as an experiment
+# tag under this key.
 VIEW_KEY = "orchestrator-trials"
-DEFAULT_VIEW = {"orderByKey": "metrics.`metric`", "orderByAsc": False,
+DEFAULT_VIEW = {"orderByKey": "metrics.`metric`", "orderByAsc": False, "searchFilter": 'tags.sweep_role != "teacher"',
                 "selectedColumns": ["params.`method.name`", "params.`method.rank`", "params.`train.lr`",
                                     "metrics.`metric`", "metrics.`params_kept_pct`",
                                     "metrics.`encoder_params_kept_pct`", "metrics.`flops_kept_pct`"]}

@@ -79,6 +79,7 @@ def check_mlflow(sweep_dir: Path, trials: pd.DataFrame) -> None:
     assert len(runs) == 1 + len(children) + len(teachers)  # no run outside the sweep's tree
     assert sorted(r.data.tags["trial_id"] for r in children) == sorted(trials["trial_id"])
     assert all(r.info.status == "FINISHED" and r.data.tags["full_budget"] == "true" for r in children)
+    assert {r.data.tags["sweep_role"] for r in children} == {"trial"}  # the view filters on it (teachers hidden)
     for child in children:
         row = trials[trials["trial_id"] == child.data.tags["trial_id"]].iloc[0]
         metrics, params = child.data.metrics, child.data.params
