@@ -60,7 +60,8 @@ class Trainer:
     """Trains one point for EPOCHS epochs with the loop's functions; caches per (point, seed)."""
 
     def __init__(self, args: argparse.Namespace, seed: int, work: Path) -> None:
-        from orchestrator.config import load_config, read_yaml
+        from orchestrator.config import load_config
+        from orchestrator.config_yaml import read_yaml
         from orchestrator.tasks import build_dataset, get_task
 
         raw = read_yaml(ROOT / "search_spaces" / "quickstart.yaml")

@@ -8,7 +8,6 @@ every problem is reported at once in a `ConfigError`, each naming the key and th
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import warnings
@@ -18,9 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
-from methods.schedules import SCHEDULES as DECAY_SCHEDULES
-from orchestrator.constraints import parse as parse_constraint
-from orchestrator.recipes import METHODS, get_recipe, method_specific_keys
+from methods.schedules import SCHEDULES as DECAY_SCHEDULES  # noqa: F401 - the choices a config accepts
+from orchestrator.recipes import METHODS, get_recipe, method_specific_keys  # noqa: F401 - METHODS: as above
 from orchestrator.typed import (  # noqa: F401 - MAX_* are part of this module's API
     MAX_INT,
     MAX_STRING,
@@ -51,12 +49,10 @@ METHOD_SPECIFIC_KEYS = method_specific_keys()
 # an overflow, a file name the OS refuses, or a message megabytes long.
 MAX_NAME = 100             # sweep / run names become folder and MLflow experiment names
 MAX_GRID_POINTS = 100_000
-MAX_CONFIG_BYTES = 10 * 2**20
 # Keys that may not be searched: where results go, how they are tracked, and what code may run.
 UNSEARCHABLE_PREFIXES = ("search.", "space.", "tracking.", "resources.")
 UNSEARCHABLE_KEYS = ("name", "results_dir", "trust_remote_code")
 # Folders results_dir may not be or lie in: running as root, a sweep would write (and prune) there.
-SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/lib", "/lib32", "/lib64")
 
 
 class ConfigError(ValueError):
@@ -283,86 +279,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[st
     return raw
 
 
-# ---------------------------------------------------------------------------------------------
-# Validation
-
-
-def _range_problems(cfg: Config) -> list[str]:
-    """Values out of range; every message names the key and says what fits."""
-    p: list[str] = []
-    m, t = cfg.method, cfg.train
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            p.append(msg)
-
-    # The name becomes a folder under results_dir and an MLflow experiment: no '/', '..', or empty name.
-    need(is_safe_name(cfg.name),
-         f"name: {_show(cfg.name)} is not a safe folder name; use 1 to {MAX_NAME} letters, digits, '.', '_' "
-         "and '-', starting with a letter or digit (no '/', no '..'), e.g. name: sst2-pc-lora")
-    need(m.name in METHODS, f"method.name: unknown method {m.name!r}; choose one of {', '.join(METHODS)}")
-    need(m.rank >= 1, f"method.rank: must be at least 1, got {m.rank}")
-    need(m.alpha is None or m.alpha > 0, f"method.alpha: must be positive or null, got {m.alpha}")
-    need(m.decay_schedule in DECAY_SCHEDULES,
-         f"method.decay_schedule: unknown schedule {m.decay_schedule!r}; choose one of "
-         f"{', '.join(DECAY_SCHEDULES)}")
-    need(0.0 < m.decay_end <= 1.0 and not math.isnan(m.decay_end),
-         f"method.decay_end: must lie in (0, 1] (the share of training steps over which λ decays "
-         f"to 0), got {m.decay_end}")
-    need(0.0 <= m.kd_weight <= 1.0, f"method.kd_weight: must lie in [0, 1], got {m.kd_weight}")
-    need(m.temperature > 0, f"method.temperature: must be positive, got {m.temperature}")
-    need(m.student_layers is None or m.student_layers >= 1,
-         f"method.student_layers: must be at least 1 (or null), got {m.student_layers}")
-    need(not (m.student and m.student_layers),
-         "method.student / method.student_layers: give one of them, not both (a checkpoint, or the "
-         "teacher cut to k layers)")
-    need(0.0 <= m.logit_kd_weight <= 1.0, f"method.logit_kd_weight: must lie in [0, 1], got {m.logit_kd_weight}")
-    if m.name in METHODS:
-        p.extend(get_recipe(m.name).config_problems(cfg))
-    need(m.teacher_epochs >= 1, f"method.teacher_epochs: must be at least 1, got {m.teacher_epochs}")
-    need(m.teacher_lr > 0, f"method.teacher_lr: must be positive, got {m.teacher_lr}")
-    need(t.epochs >= 1, f"train.epochs: must be at least 1, got {t.epochs}")
-    need(t.batch_size >= 1, f"train.batch_size: must be at least 1, got {t.batch_size}")
-    need(t.lr is None or t.lr > 0, f"train.lr: must be positive (or null: the method's own), got {t.lr}")
-    need(t.weight_decay >= 0, f"train.weight_decay: must be >= 0, got {t.weight_decay}")
-    need(0 <= t.warmup_ratio < 1, f"train.warmup_ratio: must lie in [0, 1), got {t.warmup_ratio}")
-    need(t.max_grad_norm > 0, f"train.max_grad_norm: must be positive, got {t.max_grad_norm}")
-    need(t.max_length >= 8, f"train.max_length: must be at least 8 tokens, got {t.max_length}")
-    need(t.max_examples is None or t.max_examples >= 2,
-         f"train.max_examples: must be at least 2 (or null for the full split), got {t.max_examples}")
-    need(cfg.eval.max_examples is None or cfg.eval.max_examples >= 2,
-         f"eval.max_examples: must be at least 2 (or null for the full split), got {cfg.eval.max_examples}")
-    need(cfg.eval.batch_size >= 1, f"eval.batch_size: must be at least 1, got {cfg.eval.batch_size}")
-    r = cfg.resources
-    need(r.workers >= 1, f"resources.workers: must be at least 1, got {r.workers}")
-    need(r.cpus_per_worker >= 1, f"resources.cpus_per_worker: must be at least 1, got {r.cpus_per_worker}")
-    need(0 < r.gpus_per_worker <= 8, f"resources.gpus_per_worker: must lie in (0, 8], got {r.gpus_per_worker}")
-    need(r.trainer != "trial" or r.workers == 1,
-         f"resources.trainer: trial trains in the Tune trial's own process, one worker, but resources.workers is "
-         f"{r.workers}; set resources.trainer: torch_trainer (or auto) for DDP over several workers")
-    s = cfg.search
-    need(s.num_samples >= 1, f"search.num_samples: must be at least 1, got {s.num_samples}")
-    need(s.sampler in SAMPLERS, f"search.sampler: unknown sampler {s.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    need(s.scheduler in SCHEDULERS,
-         f"search.scheduler: unknown scheduler {s.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-    need(s.grace_period >= 1, f"search.grace_period: must be at least 1 epoch, got {s.grace_period}")
-    need(s.reduction_factor > 1, f"search.reduction_factor: must be greater than 1, got {s.reduction_factor}")
-    need(s.max_concurrent_trials is None or s.max_concurrent_trials >= 1,
-         f"search.max_concurrent_trials: must be at least 1 (or null: from the cluster), got {s.max_concurrent_trials}")
-    need(s.seeds is None or len(s.seeds) > 0, "search.seeds: give at least one seed, or null")
-    need(len(s.objectives) > 0, "search.objectives: give at least one, e.g. [metric:max, params:min]")
-    for obj in s.objectives:
-        metric, _, mode = obj.partition(":")
-        need(bool(metric) and mode in ("max", "min"),
-             f"search.objectives: {obj!r} must read NAME:max or NAME:min, e.g. metric:max")
-    for text in s.constraints:
-        try:
-            parse_constraint(text)
-        except ValueError as err:
-            need(False, f"search.constraints: {err}")
-    return p
-
-
 def is_safe_name(name: str) -> bool:
     """A sweep or run name that is safe as one folder name: no separators, no '..', not empty."""
     return (isinstance(name, str) and len(name) <= MAX_NAME and ".." not in name
@@ -406,137 +322,16 @@ def with_method_defaults(cfg: Config) -> Config:
     return with_values(cfg, {k: v for k, v in defaults.items() if cfg.get(k) is None})
 
 
-def _expand(ref: str) -> Path | None:
-    """`ref` as a path with ~ expanded; None when it cannot be one (~unknown-user, a NUL character)."""
-    try:
-        path = Path(ref).expanduser()
-        os.fspath(path).encode()
-    except (RuntimeError, ValueError, OSError, UnicodeError):
-        return None
-    return None if "\x00" in str(path) else path
-
-
-def _is(test: str, path: Path | None) -> bool:
-    """path.exists() / is_dir() / is_file() that says False instead of raising (name too long, ...)."""
-    try:
-        return path is not None and bool(getattr(path, test)())
-    except (OSError, ValueError):
-        return False
-
-
-def is_local_ref(ref: str) -> bool:
-    """A model reference names a local folder when it looks like a path or exists on disk."""
-    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or _is("exists", _expand(ref))
-
-
-def model_problem(ref: str, key: str) -> str | None:
-    """A model reference is a local folder with a config.json, or a hub id (`org/name`)."""
-    if is_local_ref(ref):
-        path = _expand(ref)
-        if not _is("is_dir", path):
-            return f"{key}: model folder {_show(ref)} does not exist; give a folder with config.json or a hub id"
-        if not _is("is_file", path / "config.json"):
-            return f"{key}: {_show(ref)} has no config.json; give a Hugging Face model folder or a hub id"
-        return None
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", ref, flags=re.ASCII) or len(ref) > MAX_NAME:
-        return (f"{key}: {_show(ref)} is neither a local folder nor a hub id like 'bert-base-uncased' or "
-                "'org/name'")
-    return None
-
-
-def _results_dir_problem(ref: str) -> str | None:
-    """results_dir: a folder we can create (or an existing one) under which everything is written."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", ref):
-        return (f"results_dir: {_show(ref)} is a URI; object stores are not supported (the sweep writes plain "
-                "files and takes file locks): give a POSIX folder every node mounts, e.g. /shared/results")
-    path = _expand(ref) if ref.strip() else None
-    if path is None:
-        return (f"results_dir: {_show(ref)} is not a usable folder path; give a folder such as results "
-                "(~user must name an existing user)")
-    try:
-        path.resolve()
-    except (OSError, RuntimeError, ValueError) as exc:
-        return f"results_dir: {_show(ref)} cannot be resolved ({exc.__class__.__name__}); give another folder"
-    if _is("exists", path) and not _is("is_dir", path):
-        return f"results_dir: {_show(ref)} exists and is not a folder; give a folder such as results"
-    resolved = path.resolve()
-    if resolved == Path("/") or any(resolved == Path(d) or Path(d) in resolved.parents for d in SYSTEM_DIRS):
-        return (f"results_dir: {_show(ref)} is a system folder ({resolved}); a sweep writes and deletes files "
-                "there: give a folder of your own, such as results")
-    return None
-
-
 def validate(cfg: Config) -> list[str]:
-    """Every problem of a built config: ranges here, the search space and the resources it names in
-    orchestrator/validation.py."""
-    from orchestrator.validation import resource_problems, validate_space
+    """Every problem of a built config (orchestrator/validation.py): ranges, the search space, the resources it names."""
+    from orchestrator.validation import range_problems, resource_problems, validate_space
 
-    return _range_problems(cfg) + validate_space(cfg) + resource_problems(cfg)
-
-
-def _duplicate_key(node: yaml.Node | None) -> str | None:
-    """The first key given twice in one mapping of a composed YAML document, as a message; None if none.
-
-    YAML's last-one-wins would silently drop the first (a second `train:` section turning a
-    1,000-example run into a full-data one), so a config may not repeat a key.
-    """
-    stack = [node] if node is not None else []
-    visited: set[int] = set()  # aliases share nodes, and may be recursive (&a [*a])
-    while stack:
-        current = stack.pop()
-        if id(current) in visited:
-            continue
-        visited.add(id(current))
-        if isinstance(current, yaml.MappingNode):
-            seen: dict[tuple[str, str], int] = {}
-            for key_node, value_node in current.value:
-                if isinstance(key_node, yaml.ScalarNode):
-                    key = (key_node.tag, key_node.value)
-                    line = key_node.start_mark.line + 1
-                    if key in seen:
-                        return (f"key {_show(key_node.value)} appears twice in one section (lines {seen[key]} and "
-                                f"{line}); the second would replace the first: keep one")
-                    seen[key] = line
-                stack.append(value_node)
-        elif isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
-    return None
-
-
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The YAML file as a dict. safe_load: tags that build Python objects (!!python/object/apply:...)
-    are refused with a ConfigError, never run."""
-    path = Path(path)
-    if not _is("is_file", path):
-        raise ConfigError([f"--config: file {_show(str(path))} does not exist"])
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError([f"{path}: {path.stat().st_size:,} bytes is too large for a config "
-                               f"(at most {MAX_CONFIG_BYTES:,}); is it the right file?"])
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})"]) from None
-    try:
-        duplicate = _duplicate_key(yaml.compose(data, Loader=yaml.SafeLoader))
-        if duplicate:
-            raise ConfigError([f"{path}: {duplicate}"])
-        raw = yaml.safe_load(data)  # bytes: PyYAML detects UTF-8/16 and refuses undecodable input
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
-    except RecursionError:
-        raise ConfigError([f"{path}: not valid YAML: nested too deeply"]) from None
-    except ValueError as exc:  # a date like 2001-02-30, an integer of more than 4300 digits
-        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
-    if raw is None or raw == {}:  # every key at its default would mean the hub's bert-base-uncased on SST-2
-        raise ConfigError([f"{path}: the file is empty; a config names at least task: and model: "
-                           "(start from search_spaces/quickstart.yaml)"])
-    if not isinstance(raw, dict):
-        raise ConfigError([f"{path}: the top level must be a mapping of keys (name:, task:, model:, ...)"])
-    return raw
+    return range_problems(cfg) + validate_space(cfg) + resource_problems(cfg)
 
 
 def resolve_paths(cfg: Config) -> Config:
     """Local paths made absolute, so that Ray workers (whose working directory differs) find them."""
+    from orchestrator.validation import is_local_ref
 
     def absolute(ref: str | None) -> str | None:
         return str(Path(ref).expanduser().resolve()) if ref and is_local_ref(ref) else ref
@@ -557,6 +352,8 @@ def resolve_paths(cfg: Config) -> Config:
 def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None = None,
                 base: dict[str, Any] | None = None) -> Config:
     """Read, override, validate and resolve paths; raises ConfigError listing every problem."""
+    from orchestrator.config_yaml import read_yaml
+
     raw = read_yaml(path) if path is not None else dict(base or {})
     problems: list[str] = []
     raw = apply_overrides(raw, list(overrides or []), problems)

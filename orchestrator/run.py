@@ -21,12 +21,12 @@ from orchestrator.config import (
     Config,
     ConfigError,
     dump_yaml,
-    is_local_ref,
     with_method_defaults,
     with_values,
 )
 from orchestrator.fs import file_lock
 from orchestrator.records import EarlyStopSpec, LoopConfig, TrialFiles
+from orchestrator.validation import is_local_ref
 
 TEACHERS_DIR = "teachers"
 TEACHER_METHOD = "fft"  # a teacher is the task's fully fine-tuned model (the FFT recipe)

@@ -1,31 +1,37 @@
-"""Validation of what a config points at: its search space (every value a dimension can take passes the
-same checks as a fixed one) and its resources (task, metrics, model and data folders, results folder).
+"""Validation of a built config: its values' ranges, its search space (every value a dimension can take passes
+the same checks as a fixed one) and what it points at (task, metrics, model and data folders, results folder).
 
-Split from orchestrator/config.py, which holds the dataclasses, their ranges and loading.
+Split from orchestrator/config.py, which holds the dataclasses and loading; `config.validate` calls these.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
+from pathlib import Path
 from typing import Any
 
+from methods.schedules import SCHEDULES as DECAY_SCHEDULES
 from orchestrator.config import (
     MAX_GRID_POINTS,
+    MAX_NAME,
     METHODS,
     OBJECTIVE_METRICS,
+    SAMPLERS,
+    SCHEDULERS,
     SPACE_KINDS,
     UNSEARCHABLE_KEYS,
     UNSEARCHABLE_PREFIXES,
     Config,
-    _expand,
-    _is,
-    _range_problems,
-    _results_dir_problem,
     _with_value,
     field_type,
-    model_problem,
+    is_safe_name,
     objective_pairs,
     scalar_keys,
 )
+from orchestrator.constraints import parse as parse_constraint
+from orchestrator.recipes import get_recipe
 from orchestrator.typed import _closest, _coerce, _key_text, _show, _type_name, _why
 
 
@@ -39,7 +45,7 @@ def _check_value(cfg: Config, dotted: str, value: Any) -> list[str]:
         return [f"expected {_type_name(field_type(dotted))}, got {_show(value)}{_why(value)}"]
     trial = _with_value(cfg, dotted, converted)
     head = dotted + ":"
-    return [msg[len(head):].strip() for msg in _range_problems(trial) if msg.startswith(head)]
+    return [msg[len(head):].strip() for msg in range_problems(trial) if msg.startswith(head)]
 
 
 def validate_space(cfg: Config) -> list[str]:
@@ -169,3 +175,142 @@ def resource_problems(cfg: Config) -> list[str]:
                  "--set tracking.uri=..., or leave the password out of it and set MLFLOW_TRACKING_USERNAME / "
                  "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)")
     return p
+
+
+def range_problems(cfg: Config) -> list[str]:
+    """Values out of range; every message names the key and says what fits."""
+    p: list[str] = []
+    m, t = cfg.method, cfg.train
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            p.append(msg)
+
+    # The name becomes a folder under results_dir and an MLflow experiment: no '/', '..', or empty name.
+    need(is_safe_name(cfg.name),
+         f"name: {_show(cfg.name)} is not a safe folder name; use 1 to {MAX_NAME} letters, digits, '.', '_' "
+         "and '-', starting with a letter or digit (no '/', no '..'), e.g. name: sst2-pc-lora")
+    need(m.name in METHODS, f"method.name: unknown method {m.name!r}; choose one of {', '.join(METHODS)}")
+    need(m.rank >= 1, f"method.rank: must be at least 1, got {m.rank}")
+    need(m.alpha is None or m.alpha > 0, f"method.alpha: must be positive or null, got {m.alpha}")
+    need(m.decay_schedule in DECAY_SCHEDULES,
+         f"method.decay_schedule: unknown schedule {m.decay_schedule!r}; choose one of "
+         f"{', '.join(DECAY_SCHEDULES)}")
+    need(0.0 < m.decay_end <= 1.0 and not math.isnan(m.decay_end),
+         f"method.decay_end: must lie in (0, 1] (the share of training steps over which λ decays "
+         f"to 0), got {m.decay_end}")
+    need(0.0 <= m.kd_weight <= 1.0, f"method.kd_weight: must lie in [0, 1], got {m.kd_weight}")
+    need(m.temperature > 0, f"method.temperature: must be positive, got {m.temperature}")
+    need(m.student_layers is None or m.student_layers >= 1,
+         f"method.student_layers: must be at least 1 (or null), got {m.student_layers}")
+    need(not (m.student and m.student_layers),
+         "method.student / method.student_layers: give one of them, not both (a checkpoint, or the "
+         "teacher cut to k layers)")
+    need(0.0 <= m.logit_kd_weight <= 1.0, f"method.logit_kd_weight: must lie in [0, 1], got {m.logit_kd_weight}")
+    if m.name in METHODS:
+        p.extend(get_recipe(m.name).config_problems(cfg))
+    need(m.teacher_epochs >= 1, f"method.teacher_epochs: must be at least 1, got {m.teacher_epochs}")
+    need(m.teacher_lr > 0, f"method.teacher_lr: must be positive, got {m.teacher_lr}")
+    need(t.epochs >= 1, f"train.epochs: must be at least 1, got {t.epochs}")
+    need(t.batch_size >= 1, f"train.batch_size: must be at least 1, got {t.batch_size}")
+    need(t.lr is None or t.lr > 0, f"train.lr: must be positive (or null: the method's own), got {t.lr}")
+    need(t.weight_decay >= 0, f"train.weight_decay: must be >= 0, got {t.weight_decay}")
+    need(0 <= t.warmup_ratio < 1, f"train.warmup_ratio: must lie in [0, 1), got {t.warmup_ratio}")
+    need(t.max_grad_norm > 0, f"train.max_grad_norm: must be positive, got {t.max_grad_norm}")
+    need(t.max_length >= 8, f"train.max_length: must be at least 8 tokens, got {t.max_length}")
+    need(t.max_examples is None or t.max_examples >= 2,
+         f"train.max_examples: must be at least 2 (or null for the full split), got {t.max_examples}")
+    need(cfg.eval.max_examples is None or cfg.eval.max_examples >= 2,
+         f"eval.max_examples: must be at least 2 (or null for the full split), got {cfg.eval.max_examples}")
+    need(cfg.eval.batch_size >= 1, f"eval.batch_size: must be at least 1, got {cfg.eval.batch_size}")
+    r = cfg.resources
+    need(r.workers >= 1, f"resources.workers: must be at least 1, got {r.workers}")
+    need(r.cpus_per_worker >= 1, f"resources.cpus_per_worker: must be at least 1, got {r.cpus_per_worker}")
+    need(0 < r.gpus_per_worker <= 8, f"resources.gpus_per_worker: must lie in (0, 8], got {r.gpus_per_worker}")
+    need(r.trainer != "trial" or r.workers == 1,
+         f"resources.trainer: trial trains in the Tune trial's own process, one worker, but resources.workers is "
+         f"{r.workers}; set resources.trainer: torch_trainer (or auto) for DDP over several workers")
+    s = cfg.search
+    need(s.num_samples >= 1, f"search.num_samples: must be at least 1, got {s.num_samples}")
+    need(s.sampler in SAMPLERS, f"search.sampler: unknown sampler {s.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    need(s.scheduler in SCHEDULERS,
+         f"search.scheduler: unknown scheduler {s.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    need(s.grace_period >= 1, f"search.grace_period: must be at least 1 epoch, got {s.grace_period}")
+    need(s.reduction_factor > 1, f"search.reduction_factor: must be greater than 1, got {s.reduction_factor}")
+    need(s.max_concurrent_trials is None or s.max_concurrent_trials >= 1,
+         f"search.max_concurrent_trials: must be at least 1 (or null: from the cluster), got {s.max_concurrent_trials}")
+    need(s.seeds is None or len(s.seeds) > 0, "search.seeds: give at least one seed, or null")
+    need(len(s.objectives) > 0, "search.objectives: give at least one, e.g. [metric:max, params:min]")
+    for obj in s.objectives:
+        metric, _, mode = obj.partition(":")
+        need(bool(metric) and mode in ("max", "min"),
+             f"search.objectives: {obj!r} must read NAME:max or NAME:min, e.g. metric:max")
+    for text in s.constraints:
+        try:
+            parse_constraint(text)
+        except ValueError as err:
+            need(False, f"search.constraints: {err}")
+    return p
+
+
+SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/lib", "/lib32", "/lib64")
+
+
+def _expand(ref: str) -> Path | None:
+    """`ref` as a path with ~ expanded; None when it cannot be one (~unknown-user, a NUL character)."""
+    try:
+        path = Path(ref).expanduser()
+        os.fspath(path).encode()
+    except (RuntimeError, ValueError, OSError, UnicodeError):
+        return None
+    return None if "\x00" in str(path) else path
+
+
+def _is(test: str, path: Path | None) -> bool:
+    """path.exists() / is_dir() / is_file() that says False instead of raising (name too long, ...)."""
+    try:
+        return path is not None and bool(getattr(path, test)())
+    except (OSError, ValueError):
+        return False
+
+
+def is_local_ref(ref: str) -> bool:
+    """A model reference names a local folder when it looks like a path or exists on disk."""
+    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or _is("exists", _expand(ref))
+
+
+def model_problem(ref: str, key: str) -> str | None:
+    """A model reference is a local folder with a config.json, or a hub id (`org/name`)."""
+    if is_local_ref(ref):
+        path = _expand(ref)
+        if not _is("is_dir", path):
+            return f"{key}: model folder {_show(ref)} does not exist; give a folder with config.json or a hub id"
+        if not _is("is_file", path / "config.json"):
+            return f"{key}: {_show(ref)} has no config.json; give a Hugging Face model folder or a hub id"
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", ref, flags=re.ASCII) or len(ref) > MAX_NAME:
+        return (f"{key}: {_show(ref)} is neither a local folder nor a hub id like 'bert-base-uncased' or "
+                "'org/name'")
+    return None
+
+
+def _results_dir_problem(ref: str) -> str | None:
+    """results_dir: a folder we can create (or an existing one) under which everything is written."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", ref):
+        return (f"results_dir: {_show(ref)} is a URI; object stores are not supported (the sweep writes plain "
+                "files and takes file locks): give a POSIX folder every node mounts, e.g. /shared/results")
+    path = _expand(ref) if ref.strip() else None
+    if path is None:
+        return (f"results_dir: {_show(ref)} is not a usable folder path; give a folder such as results "
+                "(~user must name an existing user)")
+    try:
+        path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        return f"results_dir: {_show(ref)} cannot be resolved ({exc.__class__.__name__}); give another folder"
+    if _is("exists", path) and not _is("is_dir", path):
+        return f"results_dir: {_show(ref)} exists and is not a folder; give a folder such as results"
+    resolved = path.resolve()
+    if resolved == Path("/") or any(resolved == Path(d) or Path(d) in resolved.parents for d in SYSTEM_DIRS):
+        return (f"results_dir: {_show(ref)} is a system folder ({resolved}); a sweep writes and deletes files "
+                "there: give a folder of your own, such as results")
+    return None

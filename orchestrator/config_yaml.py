@@ -1,0 +1,77 @@
+"""Reading a config file: YAML by safe_load only, no key given twice, a size limit; every refusal a ConfigError
+naming the file. Split from orchestrator/config.py (the dataclasses and loading)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.config import ConfigError
+from orchestrator.typed import _show
+from orchestrator.validation import _is
+
+MAX_CONFIG_BYTES = 10 * 2**20
+
+
+def _duplicate_key(node: yaml.Node | None) -> str | None:
+    """The first key given twice in one mapping of a composed YAML document, as a message; None if none.
+
+    YAML's last-one-wins would silently drop the first (a second `train:` section turning a
+    1,000-example run into a full-data one), so a config may not repeat a key.
+    """
+    stack = [node] if node is not None else []
+    visited: set[int] = set()  # aliases share nodes, and may be recursive (&a [*a])
+    while stack:
+        current = stack.pop()
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            seen: dict[tuple[str, str], int] = {}
+            for key_node, value_node in current.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = (key_node.tag, key_node.value)
+                    line = key_node.start_mark.line + 1
+                    if key in seen:
+                        return (f"key {_show(key_node.value)} appears twice in one section (lines {seen[key]} and "
+                                f"{line}); the second would replace the first: keep one")
+                    seen[key] = line
+                stack.append(value_node)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    return None
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The YAML file as a dict. safe_load: tags that build Python objects (!!python/object/apply:...)
+    are refused with a ConfigError, never run."""
+    path = Path(path)
+    if not _is("is_file", path):
+        raise ConfigError([f"--config: file {_show(str(path))} does not exist"])
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}: {path.stat().st_size:,} bytes is too large for a config "
+                               f"(at most {MAX_CONFIG_BYTES:,}); is it the right file?"])
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})"]) from None
+    try:
+        duplicate = _duplicate_key(yaml.compose(data, Loader=yaml.SafeLoader))
+        if duplicate:
+            raise ConfigError([f"{path}: {duplicate}"])
+        raw = yaml.safe_load(data)  # bytes: PyYAML detects UTF-8/16 and refuses undecodable input
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: not valid YAML: nested too deeply"]) from None
+    except ValueError as exc:  # a date like 2001-02-30, an integer of more than 4300 digits
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    if raw is None or raw == {}:  # every key at its default would mean the hub's bert-base-uncased on SST-2
+        raise ConfigError([f"{path}: the file is empty; a config names at least task: and model: "
+                           "(start from search_spaces/quickstart.yaml)"])
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of keys (name:, task:, model:, ...)"])
+    return raw
