@@ -157,7 +157,7 @@ class ConsoleCallback:
                     self._print(epoch_line(trial.trial_id, describe(trial)[0], result, cfg.train.epochs))
 
             def _finished(self, trials: list, trial: Any, error: bool) -> None:
-                from orchestrator.tune import trial_status
+                from orchestrator.sweep_outputs import trial_status
 
                 result = trial.last_result or {}
                 status = trial_status(result, "error" if error else None, bool(result.get("full_budget")))

@@ -29,7 +29,7 @@ METHOD_DEFAULTS = {"method.rank": 8, "method.alpha": None, "method.decay_schedul
 
 def trial(trial_id: str, task: str, method: str, metrics: dict[str, float], kept: tuple[float, float] = (1.0, 1.0),
           status: str = "complete", **keys: Any) -> dict[str, Any]:
-    """One row as tune.collect_rows writes it: id, status, config keys, searched, metrics."""
+    """One row as sweep_outputs.collect_rows writes it: id, status, config keys, searched, metrics."""
     metric_name = {"glue/cola": "mcc", "glue/mrpc": "acc_and_f1", "glue/stsb": "pearson_spearman_mean"}.get(
         task, "accuracy")
     metric = metrics.get(metric_name, sum(metrics.values()) / len(metrics))
