@@ -24,6 +24,7 @@ import transformers
 
 from methods import pc_lora
 from methods.feature_cache import FeatureCache
+from orchestrator.recipes.pc_lora import FeatureTeacher, teacher_outputs
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-l6-h384"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "pc_lora_step_time.md"
@@ -32,24 +33,14 @@ CONDITIONS = [(0.5, 0.0, False), (0.0, 0.0, False), (0.5, 0.5, False), (0.0, 0.5
               (0.0, 0.5, True)]
 
 
-def teacher_hidden(model: torch.nn.Module, batch: dict, cache: FeatureCache | None) -> tuple:
-    idx, mask = torch.arange(len(batch["input_ids"])), batch["attention_mask"]
-    hit = cache.get(idx, mask) if cache is not None else None
-    if hit is not None:
-        return hit[0]
-    teacher = pc_lora.teacher_forward(model, **batch)
-    if cache is not None:
-        cache.put(idx, mask, teacher.hidden_states[1:], teacher.logits)
-    return teacher.hidden_states[1:]
-
-
 def step(
     model: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict, lam: float, kd_weight: float,
-    cache: FeatureCache | None = None,
+    teacher: FeatureTeacher,
 ) -> float:
     start = time.perf_counter()
     pc_lora.set_lambda(model, lam)
-    t_hidden = teacher_hidden(model, batch, cache) if kd_weight > 0 else ()
+    idx = torch.arange(len(batch["input_ids"]))
+    t_hidden = teacher_outputs(teacher, model, batch, idx)[0] if kd_weight > 0 else ()
     out = model(**batch, output_hidden_states=kd_weight > 0)
     s_hidden = out.hidden_states[1:] if kd_weight > 0 else ()
     loss = pc_lora.loss(out.loss, s_hidden, t_hidden, kd_weight)
@@ -88,11 +79,13 @@ def main() -> None:
         "labels": torch.randint(0, 2, (args.batch,)),
     }
 
-    cache = FeatureCache(max_bytes=2**30)  # filled by the first cached step (a warm-up one)
+    # The recipe's own teacher path; a cache of no bytes keeps nothing, so that teacher runs every step.
+    cached_teacher = FeatureTeacher(None, FeatureCache(max_bytes=2**30))  # filled by its first (warm-up) step
+    live_teacher = FeatureTeacher(None, FeatureCache(max_bytes=0))
     times: dict[tuple[float, float, bool], list[float]] = {c: [] for c in CONDITIONS}
     for round_ in range(args.warmup + args.rounds):
         for lam, kd, cached in CONDITIONS:
-            seconds = step(model, opt, batch, lam, kd, cache if cached else None)
+            seconds = step(model, opt, batch, lam, kd, cached_teacher if cached else live_teacher)
             if round_ >= args.warmup:
                 times[(lam, kd, cached)].append(seconds)
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from methods.feature_cache import FeatureCache
     from orchestrator.config import Config
     from orchestrator.tasks import TaskSpec
 
@@ -37,8 +38,8 @@ TEACHER_CACHE_BYTES = 512 * 2**20
 class FeatureTeacher:
     """The teacher's side of PC-LoRA's loss: a separate frozen model, or None for the model itself at λ = 1."""
 
-    model: Any
-    cache: Any  # methods.feature_cache.FeatureCache
+    model: nn.Module | None
+    cache: FeatureCache
 
 
 def teacher_outputs(teacher: FeatureTeacher, raw_model: nn.Module, inputs: dict[str, Any],
