@@ -193,21 +193,43 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: s
             result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             lines.append("  " + trial_line(str(row["trial_id"]), str(row["method.name"]), recipes.label(row), result,
                                            "", float(row.get("train_seconds") or 0)).rstrip())
-    lines += [f"files: {sweep_dir}/trials.csv, pareto.csv, pareto.md, pareto.png (and .svg)",
-              f"report: python -m orchestrator report {sweep_dir}   (an HTML page: front, curves, trials)",
-              f"MLflow UI: python -m orchestrator ui --results {cfg.results_dir}"
+    from orchestrator.shell import module_command, relative_path
+
+    lines += [f"files: {relative_path(sweep_dir)}/trials.csv, pareto.csv, pareto.md, pareto.png (and .svg)",
+              f"report: {module_command('orchestrator', 'report', relative_path(sweep_dir))}"
+              "   (an HTML page: front, curves, trials)",
+              f"MLflow UI: {module_command('orchestrator', 'ui', '--results', relative_path(cfg.results_dir))}"
               + (f", then {experiment_url}" if experiment_url else "")]
     if experiment_url:
         from orchestrator.tracking import chart_view
 
         lines.append(f"  the trials as charts of metric against size: {chart_view(experiment_url)}")
-    if cfg.search.sampler != "grid":
-        from orchestrator.optuna_search import storage_url
+    storage = study_storage(cfg, sweep_dir)
+    if storage:
         from orchestrator.redact import redact_uri
+        from orchestrator.shell import dashboard_command
 
-        lines.append("Optuna dashboard: pip install optuna-dashboard && optuna-dashboard "
-                     f"{redact_uri(storage_url(cfg.search.storage, sweep_dir))}")
+        lines.append(f"Optuna dashboard: {dashboard_command(redact_uri(storage) or storage)}")
     return lines
+
+
+def study_storage(cfg: Any, sweep_dir: Any) -> str | None:
+    """The URL of the sweep's Optuna study, or None when it has none (a grid, or --smoke's plain grid)."""
+    from pathlib import Path
+
+    from orchestrator.optuna_search import storage_url
+
+    if cfg.search.sampler == "grid":
+        return None
+    url = storage_url(cfg.search.storage, sweep_dir)
+    if url.startswith("sqlite:///"):  # a local study exists once its database file does
+        return url if Path(url[len("sqlite:///"):]).is_file() else None
+    try:  # a database server: ask it (without creating anything)
+        import optuna
+
+        return url if cfg.name in optuna.study.get_all_study_names(storage=url) else None
+    except Exception:
+        return None
 
 
 class EpochFollower:

@@ -57,7 +57,7 @@ def trial_status(metrics: dict[str, Any], error: Any, full: bool) -> str:
 def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
     """One row per trial: id, status, full budget or not, every key of its config, every metric, and
     whether it meets `search.constraints`."""
-    from orchestrator.constraints import is_feasible, parse_all
+    from orchestrator.constraints import KEPT_PCT, is_feasible, parse_all, value_of
 
     constraints = parse_all(cfg.search.constraints)
     rows = []
@@ -84,6 +84,8 @@ def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
         for key, value in metrics.items():
             if key in METRIC_COLUMNS or (isinstance(value, (int, float)) and key in _task_metric_names(cfg)):
                 row[key] = value
+        # The kept-% the console, the report and MLflow show, on both parameter bases and for FLOPs.
+        row.update({key: value_of(metrics, key) for key in KEPT_PCT})
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.sort_values("trial_id").reset_index(drop=True) if len(frame) else frame

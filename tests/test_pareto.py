@@ -83,3 +83,23 @@ def test_pareto_markdown_shows_both_parameter_bases() -> None:
     row = next(line for line in text.splitlines() if line.startswith("| a "))
     cells = dict(zip(header.strip("|").split(" | "), row.strip("|").split(" | "), strict=True))
     assert cells["params_kept_pct"].strip() == "55.0" and cells["encoder_params_kept_pct"].strip() == "8.0"
+
+
+def test_trials_csv_carries_the_kept_pct_the_console_shows(tmp_path) -> None:
+    """trials.csv: params_kept_pct, encoder_params_kept_pct, flops_kept_pct beside the raw sizes (issue 32)."""
+    from types import SimpleNamespace
+
+    from orchestrator.config import load_config
+    from orchestrator.sweep_outputs import collect_rows
+
+    cfg = load_config(None, base={"name": "s", "task": "glue/sst2", "model": "bert-base-uncased",
+                                  "results_dir": str(tmp_path)})
+    sizes = {"metric": 0.8, "full_budget": True, "params": 55, "base_params": 100, "params_no_embeddings": 4,
+             "base_params_no_embeddings": 50, "flops": 11, "base_flops": 200}
+    grid = [SimpleNamespace(metrics={**sizes, "trial_id": "a"}, config={}, path=str(tmp_path / "a"), error=None),
+            SimpleNamespace(metrics={"trial_id": "b"}, config={}, path=str(tmp_path / "b"), error="lost")]
+    rows = collect_rows(cfg, grid).set_index("trial_id")
+    assert rows.loc["a", "params_kept_pct"] == pytest.approx(55.0)
+    assert rows.loc["a", "encoder_params_kept_pct"] == pytest.approx(8.0)
+    assert rows.loc["a", "flops_kept_pct"] == pytest.approx(5.5)
+    assert np.isnan(rows.loc["b", "params_kept_pct"])  # an errored trial without sizes: blank, not 0

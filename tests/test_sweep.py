@@ -126,8 +126,10 @@ def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) ->
     assert "LOAD REPORT" not in out + proc.stderr and "Trial status:" not in out
     # the closing summary: the files, then the commands that open the report, the UI (table and charts)
     closing = out.split("2 trials: 2 complete")[1]
-    assert "files: " in closing and f"report: python -m orchestrator report {tmp_path / 'quickstart-smoke'}" in closing
-    assert f"MLflow UI: python -m orchestrator ui --results {tmp_path}" in closing
+    python = os.path.relpath(sys.executable, REPO)  # the interpreter that ran, as the shell in REPO names it
+    assert "files: " in closing and f"report: {python} -m orchestrator report {tmp_path / 'quickstart-smoke'}" in closing
+    assert f"MLflow UI: {python} -m orchestrator ui --results {tmp_path}" in closing
+    assert "Optuna dashboard" not in closing  # --smoke runs a plain grid: no study
     assert "runs?viewStateShareKey=orchestrator-trials&compareRunsMode=CHART" in closing
 
 
