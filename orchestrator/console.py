@@ -193,6 +193,7 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: s
             result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             lines.append("  " + trial_line(str(row["trial_id"]), str(row["method.name"]), recipes.label(row), result,
                                            "", float(row.get("train_seconds") or 0)).rstrip())
+    lines += reference_lines(cfg, trials, front)
     from orchestrator.shell import module_command, relative_path
 
     lines += [f"files: {relative_path(sweep_dir)}/trials.csv, pareto.csv, pareto.md, pareto.png (and .svg)",
@@ -211,6 +212,14 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: s
 
         lines.append(f"Optuna dashboard: {dashboard_command(redact_uri(storage) or storage)}")
     return lines
+
+
+def reference_lines(cfg: Any, trials: Any, front: Any) -> list[str]:
+    """What the trials are judged against (orchestrator/references.py), or that the sweep has nothing to judge by."""
+    from orchestrator.references import judged, missing_note, teacher_references
+
+    refs = teacher_references(cfg, trials)
+    return [f"reference: {judged(ref, trials, front)}" for ref in refs] or [f"reference: {missing_note()}"]
 
 
 def study_storage(cfg: Any, sweep_dir: Any) -> str | None:

@@ -7,6 +7,7 @@ Pure functions of trials tables, as orchestrator/report.py's tables are; matplot
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,11 @@ def _metric_label(cfg: Config, trials: pd.DataFrame) -> str:
     return f"{cfg.task} {names.iloc[0] if len(names) else 'metric'}"
 
 
-def plot_front(cfg: Config, trials: pd.DataFrame, front: pd.DataFrame, path: Path) -> None:
+def plot_front(cfg: Config, trials: pd.DataFrame, front: pd.DataFrame, path: Path, references: Sequence = ()) -> None:
     """Metric against parameters and against FLOPs, as % of the uncompressed model (linear axes), one
-    colour per method; trials stopped before the full budget hollow and grey-edged; the front drawn
-    only on the panels of the objectives it was computed on."""
+    colour per method; trials stopped before the full budget hollow and grey-edged; the front (circled, joined
+    by a dashed staircase) drawn only on the panels of the objectives it was computed on; each reference row
+    (orchestrator/references.py, e.g. the FFT teacher) a labelled horizontal dash-dot line."""
     plt = _pyplot()
     objectives = {m for m, _ in objective_pairs(cfg)}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -79,8 +81,17 @@ def plot_front(cfg: Config, trials: pd.DataFrame, front: pd.DataFrame, path: Pat
                            marker=marker, s=40, alpha=0.6, label=f"{method}, stopped early")
         if len(front) and cost in objectives and cost in front.columns:
             f = front.dropna(subset=[cost]).sort_values(cost)
-            ax.step(x(f), f["metric"], where="post", color="k", lw=1, ls="--")
-            ax.scatter(x(f), f["metric"], facecolors="none", edgecolors="k", s=100, label="Pareto front")
+            # The staircase runs on to the right edge (what the front attains at any larger size), so a
+            # one-point front has its dashed line too.
+            edge = 100.0 if relative else float(have[cost].max()) if len(have) else float(f[cost].max())
+            xs, ys = [*x(f), max(edge, float(x(f).max()))], [*f["metric"], float(f["metric"].iloc[-1])]
+            ax.step(xs, ys, where="post", color="k", lw=1, ls="--", gid=f"pareto-front-{cost}")
+            ax.scatter(x(f), f["metric"], facecolors="none", edgecolors="k", s=100, label="Pareto front (dashed)")
+        for i, ref in enumerate(references):
+            ax.axhline(ref.metric, color="0.3", lw=1, ls="-.", gid=f"reference-{i}-{cost}",
+                       label=f"reference: {ref.name}")
+            ax.annotate(f"{ref.name} {ref.metric:.3f}", (0.01, ref.metric), xycoords=("axes fraction", "data"),
+                        xytext=(0, 2), textcoords="offset points", fontsize=7, color="0.3", va="bottom")
         if relative:
             ax.axvline(100, color="grey", lw=0.8, ls=":", label="uncompressed")
             ax.set_xlim(left=0)

@@ -106,7 +106,9 @@ def ablation_markdown(cfg: Config, trials: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pareto_markdown(cfg: Config, front: pd.DataFrame, trials: pd.DataFrame) -> str:
+def pareto_markdown(cfg: Config, front: pd.DataFrame, trials: pd.DataFrame, references: list | None = None) -> str:
+    """The front as a table; then the reference rows (orchestrator/references.py) it is judged against, or
+    that there are none (`references=None`: no such section)."""
     pairs = objective_pairs(cfg)
     lines = [f"# Pareto front: {cfg.name}", "",
              f"Task {cfg.task}, model {Path(cfg.model).name}; objectives "
@@ -137,7 +139,25 @@ def pareto_markdown(cfg: Config, front: pd.DataFrame, trials: pd.DataFrame) -> s
                 value = ""
             cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
+    if references is not None:
+        lines += ["", *_reference_markdown(front, trials, references)]
     return "\n".join(lines) + "\n"
+
+
+def _reference_markdown(front: pd.DataFrame, trials: pd.DataFrame, references: list) -> list[str]:
+    from orchestrator.references import kept_pct, missing_note
+
+    if not references:
+        return [f"Reference: {missing_note()}."]
+    best = _num(front["metric"].max()) if len(front) and "metric" in front.columns else None
+    rows = []
+    for ref in references:
+        kept = kept_pct(ref, trials)
+        share = ref.share(best)
+        rows.append([ref.name, f"{ref.metric:.4g}", *("" if v is None else f"{v:.1f}" for v in kept.values()),
+                     "" if share is None else f"{share:.1f}", ref.source])
+    return ["References (what the front is judged against; sizes as % of the sweep's uncompressed model):", "",
+            *_md_table(["reference", "metric", *KEPT_PCT, "front's best, % of it", "record"], rows)]
 
 
 # ------------------------------------------------------------------------------------------- leaderboards: selection

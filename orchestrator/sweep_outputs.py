@@ -14,6 +14,7 @@ from orchestrator.config import Config, flat_scalars, with_values
 from orchestrator.fs import atomic_path, atomic_write_text
 from orchestrator.plots import plot_front
 from orchestrator.records import DIVERGED, METRIC_COLUMNS, TrialFiles, read_metrics
+from orchestrator.references import teacher_references
 from orchestrator.report import ablation_markdown, front_of, pareto_markdown
 from orchestrator.search import applies, trial_point
 
@@ -108,9 +109,10 @@ def write_outputs(cfg: Config, sweep_dir: Path, trials: pd.DataFrame) -> None:
     _atomic_csv(trials, sweep_dir / "trials.csv")
     front = front_of(cfg, trials)
     _atomic_csv(front, sweep_dir / "pareto.csv")
-    atomic_write_text(sweep_dir / "pareto.md", pareto_markdown(cfg, front, trials))
+    references = teacher_references(cfg, trials)
+    atomic_write_text(sweep_dir / "pareto.md", pareto_markdown(cfg, front, trials, references))
     if len(trials):
-        plot_front(cfg, trials, front, sweep_dir / "pareto.png")
+        plot_front(cfg, trials, front, sweep_dir / "pareto.png", references)
     if cfg.search.seeds and len(trials):
         atomic_write_text(sweep_dir / "ablation.md", ablation_markdown(cfg, trials))
 

@@ -101,16 +101,30 @@ def trial_rows(trials: pd.DataFrame, front_ids: set[str], runs: dict[str, str], 
     return rows
 
 
+def references_html(references: list, trials: pd.DataFrame, front: pd.DataFrame) -> str:
+    """The reference rows (orchestrator/references.py) the trials are judged against, or that there are none."""
+    from orchestrator.references import judged, missing_note
+
+    if not references:
+        return f"<p>Reference: {html.escape(missing_note())}.</p>"
+    items = "".join(f"<li>{html.escape(judged(ref, trials, front))} (<code>{html.escape(ref.source)}</code>)</li>"
+                    for ref in references)
+    return f'<p>References, what the trials are judged against:</p><ul class="references">{items}</ul>'
+
+
 def page(cfg: Config, sweep_dir: Path, trials: pd.DataFrame, front: pd.DataFrame, runs: dict[str, str],
-         experiment_url: str, page_dir: Path) -> str:
+         experiment_url: str, page_dir: Path, references: list | None = None) -> str:
+    references = references or []
     counts = trials["status"].value_counts().to_dict() if len(trials) else {}
     metric = trials["metric_name"].dropna().iloc[0] if trials["metric_name"].notna().any() else "metric"
     objectives = ", ".join(cfg.search.objectives)
     header = ["trial (★ on the front)", "method", "settings", metric, "params kept %", "encoder kept %",
               "FLOPs kept %", "status", "train min", "files"]
+    from orchestrator.shell import module_command, relative_path
+
+    ui = module_command("orchestrator", "ui", "--results", relative_path(sweep_dir.parent))
     mlflow = (f'<a href="{html.escape(experiment_url)}">the sweep in MLflow</a> (after '
-              f"<code>python -m orchestrator ui --results {html.escape(str(sweep_dir.parent))}</code>)"
-              if experiment_url else "MLflow: the sweep's experiment on its tracking server")
+              f"<code>{html.escape(ui)}</code>)" if experiment_url else "MLflow: the sweep's experiment on its tracking server")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{html.escape(cfg.name)}: sweep report</title>", f"<style>{STYLE}</style></head><body>",
              f"<h1>{html.escape(cfg.name)}</h1>",
@@ -118,9 +132,10 @@ def page(cfg: Config, sweep_dir: Path, trials: pd.DataFrame, front: pd.DataFrame
              f"{len(trials)} trials: {html.escape(', '.join(f'{n} {s}' for s, n in sorted(counts.items())))}. "
              f"Objectives {html.escape(objectives)}; {html.escape(cfg.search.sampler)} sampler, "
              f"{html.escape(cfg.search.scheduler)} scheduler. {len(front)} trials on the front. {mlflow}.</p>",
-             '<figure><img src="front.svg" alt="metric against parameters and FLOPs kept"><figcaption>The front '
-             '(dashed) of the full-budget trials; hollow markers: stopped early. Also <a href="front.png">PNG</a>.'
-             "</figcaption></figure>",
+             '<figure><img src="front.svg" alt="metric against parameters and FLOPs kept"><figcaption>The Pareto '
+             "front of the full-budget trials: circled, joined by a dashed staircase; hollow markers: stopped "
+             "early; dash-dot: the reference rows below. Also <a href=\"front.png\">PNG</a>.</figcaption></figure>",
+             references_html(references, trials, front),
              '<figure><img src="curves.svg" alt="evaluation metric by epoch"><figcaption>Each trial\'s '
              'evaluation metric by epoch. Also <a href="curves.png">PNG</a>.</figcaption></figure>',
              "<h2>Trials, best first</h2><p>Click a header to sort.</p>",
@@ -135,6 +150,7 @@ def page(cfg: Config, sweep_dir: Path, trials: pd.DataFrame, front: pd.DataFrame
 def write_report(sweep_dir: Path, out_dir: Path, results: Path) -> Path:
     from orchestrator.fs import atomic_write_text
     from orchestrator.plots import plot_curves, plot_front
+    from orchestrator.references import teacher_references
 
     # sweep.yaml holds the tracking URI redacted; the page never connects to it (mlflow_links reads the
     # local default database only), so it is dropped rather than refused.
@@ -147,11 +163,12 @@ def write_report(sweep_dir: Path, out_dir: Path, results: Path) -> Path:
     front = front_of(cfg, trials)
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = curves_of(sweep_dir, [str(t) for t in trials["trial_id"]])
-    plot_front(cfg, trials, front, out_dir / "front.png")
+    references = teacher_references(cfg, trials, results)
+    plot_front(cfg, trials, front, out_dir / "front.png", references)
     plot_curves(cfg, trials, curves, out_dir / "curves.png")
     experiment_url, runs = mlflow_links(cfg, results)
     path = out_dir / "index.html"
-    atomic_write_text(path, page(cfg, sweep_dir, trials, front, runs, experiment_url, out_dir.resolve()))
+    atomic_write_text(path, page(cfg, sweep_dir, trials, front, runs, experiment_url, out_dir.resolve(), references))
     return path
 
 

@@ -74,3 +74,23 @@ def test_dry_run_budget_counts_trial_epochs() -> None:
     grid = load_config(REPO / "search_spaces" / "quickstart.yaml",
                        ["search.sampler=grid", "search.scheduler=none", 'space={"method.rank": {"grid": [4, 8]}}'])
     assert budget_line(grid) == "2 trials x 3 epochs = at most 6 trial-epochs"
+
+
+def test_the_summary_judges_the_front_against_the_teacher(tmp_path) -> None:
+    """Issue 32: the closing summary states the FFT teacher's score and the front's share of it, or that
+    the sweep has no reference."""
+    import pandas as pd
+
+    from orchestrator.config import load_config
+    from orchestrator.report import front_of
+    from tests.test_sweep_page import add_teacher, make_sweep
+
+    sweep_dir = make_sweep(tmp_path / "results")
+    cfg = load_config(sweep_dir / "sweep.yaml", ["tracking.uri=null"])
+    trials = pd.read_csv(sweep_dir / "trials.csv")
+    lines = console.summary(cfg, trials, front_of(cfg, trials), sweep_dir)
+    assert [line for line in lines if line.startswith("reference: no reference score")]
+    add_teacher(sweep_dir)
+    lines = console.summary(cfg, trials, front_of(cfg, trials), sweep_dir)
+    assert ("reference: FFT teacher (minilm-l6-h384) accuracy 0.8500, params 100.0 % (enc 100.0 %), FLOPs 100.0 %; "
+            "the front's best is 94.1 % of it; fine-tuned once in 1.6 min, apart from the trials' times") in lines

@@ -86,3 +86,62 @@ def test_the_report_loads_and_sorts_in_chromium(tmp_path: Path) -> None:
     assert re.findall(r'<tr><td class="text">(t_\d+)', dom) == ["t_00002", "t_00000", "t_00001"]
     assert dom.count("<img") == 2 and shot.stat().st_size > 30_000
     print(f"screenshot: {shot}")
+
+
+def add_teacher(sweep_dir: Path, metric: float = 0.85) -> Path:
+    """The cached teacher the sweep's KD-LoRA trial (t_00001) used, where orchestrator/run.py keeps it."""
+    from orchestrator.config import with_values
+    from orchestrator.run import TEACHERS_DIR, teacher_key
+
+    cfg = load_config(sweep_dir / "sweep.yaml", ["tracking.uri=null"])
+    folder = sweep_dir.parent / TEACHERS_DIR / teacher_key(with_values(cfg, {"method.name": "kd_lora"}))
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"metric": metric, "metric_name": "accuracy", **BASE,
+                                                     "train_seconds": 96.0}))
+    return folder
+
+
+def svg_group_points(svg: str, gid: str) -> int:
+    """How many vertices the path in the SVG group `gid` has (0 when the group is absent)."""
+    match = re.search(rf'<g id="{gid}">\s*<path d="([^"]*)"', svg)
+    return 0 if match is None else len(re.findall(r"[ML]\s*-?[\d.]+", match.group(1)))
+
+
+def test_the_teacher_is_the_reference_in_the_report_the_front_and_the_plot(tmp_path: Path) -> None:
+    """Issue 32: a user can tell whether 0.80 is good: the FFT teacher's 0.85 is beside it everywhere."""
+    from orchestrator.references import teacher_references
+    from orchestrator.report import front_of, pareto_markdown
+
+    sweep_dir = make_sweep(tmp_path / "results")
+    add_teacher(sweep_dir)
+    assert sweep_page.main([str(sweep_dir)]) == 0
+    text = (sweep_dir / "report" / "index.html").read_text()
+    assert "FFT teacher (minilm-l6-h384) accuracy 0.8500, params 100.0 % (enc 100.0 %), FLOPs 100.0 %" in text
+    assert "the front&#x27;s best is 94.1 % of it" in text and "fine-tuned once in 1.6 min" in text
+    svg = (sweep_dir / "report" / "front.svg").read_text()
+    assert svg_group_points(svg, "reference-0-params") >= 2
+    cfg = load_config(sweep_dir / "sweep.yaml", ["tracking.uri=null"])
+    trials = pd.read_csv(sweep_dir / "trials.csv")
+    refs = teacher_references(cfg, trials, sweep_dir.parent)
+    md = pareto_markdown(cfg, front_of(cfg, trials), trials, refs)
+    assert "| FFT teacher (minilm-l6-h384) | 0.85 | 100.0 | 100.0 | 100.0 | 94.1 |" in md
+
+
+def test_without_a_teacher_the_report_says_so_instead_of_inventing_one(tmp_path: Path) -> None:
+    sweep_dir = make_sweep(tmp_path / "results")
+    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials[trials["method.name"] == "pc_lora"].to_csv(sweep_dir / "trials.csv", index=False)
+    assert sweep_page.main([str(sweep_dir)]) == 0
+    text = (sweep_dir / "report" / "index.html").read_text()
+    assert "no reference score: no trial of this sweep fine-tuned a teacher" in text
+    assert "FFT teacher" not in text
+
+
+def test_the_caption_is_true_to_the_figure(tmp_path: Path) -> None:
+    """Issue 32: the caption says the front is dashed; a one-point front has its dashed staircase drawn."""
+    sweep_dir = make_sweep(tmp_path / "results")
+    sweep_page.main([str(sweep_dir)])
+    text = (sweep_dir / "report" / "index.html").read_text()
+    assert "joined by a dashed staircase" in text
+    svg = (sweep_dir / "report" / "front.svg").read_text()
+    assert svg_group_points(svg, "pareto-front-params") >= 2  # one front point, and the line on to the edge
