@@ -77,25 +77,57 @@ def epoch_line(trial_id: str, method: str, result: dict[str, Any], epochs: int) 
     return " ".join(parts)
 
 
-def trial_line(trial_id: str, method: str, label: str, result: dict[str, Any], status: str, seconds: float) -> str:
-    """`712f8bfa pc_lora r=8, sine to 0.8 acc 0.733 params 54.7 % (enc 4.7 %) FLOPs 5.8 % 4.0 min complete`."""
+def trial_line(trial_id: str, method: str, label: str, result: dict[str, Any], status: str) -> str:
+    """`712f8bfa pc_lora r=8, sine to 0.8 acc 0.733 params 54.7 % (enc 4.7 %) FLOPs 5.8 % train 2.2 min complete`.
+
+    The time is the trial's `train_seconds` (metrics.json, the report's "train min"): its training and
+    evaluation, from the start of its loop to its record; a KD-LoRA teacher's fine-tuning is not in it (the
+    closing summary states it apart) and neither is the wait for a free core."""
     metric = _number(result, "metric")
     shown = "no metric" if metric is None else f"{result.get('metric_name', 'metric')} {metric:.4f}"
     sizes = (f"params {_pct(_number(result, 'params'), _number(result, 'base_params'))} "
              f"(enc {_pct(_number(result, 'params_no_embeddings'), _number(result, 'base_params_no_embeddings'))}) "
              f"FLOPs {_pct(_number(result, 'flops'), _number(result, 'base_flops'))}")
-    return f"{trial_id} {method} {label} {shown} {sizes} {seconds / 60:.1f} min {status}"
+    seconds = _number(result, "train_seconds")
+    took = "train ? min" if seconds is None else f"train {seconds / 60:.1f} min"
+    return f"{trial_id} {method} {label} {shown} {sizes} {took} {status}".rstrip()
 
 
-def progress_line(counts: dict[str, int], total: int, best: float | None, started: float) -> str:
-    """`trials 5/8 done (3 complete, 1 stopped, 1 diverged), 2 running; best metric 0.8312; 6.2 min, ETA 3.7 min`."""
+def epoch_seconds(result: dict[str, Any]) -> float | None:
+    """Seconds per epoch of a running trial, from its own report: training steps and evaluation over the
+    epochs this process ran (a KD-LoRA teacher's fine-tuning and the trial's start-up are not in them)."""
+    spent = (_number(result, "train_loop_seconds") or 0.0) + (_number(result, "eval_seconds") or 0.0)
+    ran = (_number(result, "epoch") or 0) - (_number(result, "resumed_from_epoch") or 0)
+    return spent / ran if spent > 0 and ran > 0 else None
+
+
+def eta_seconds(running: list[tuple[int, float | None]], pending: int, epochs: int, per_epoch: list[float],
+                slots: int) -> float | None:
+    """Time left if every trial runs all `epochs`: each running trial's epochs left (`running`: epochs done,
+    its seconds per epoch or None) and `pending` trials' epochs at the mean of `per_epoch` (every seconds-per-
+    epoch seen), shared by `slots` trials at a time. None until one epoch has been timed."""
+    if not per_epoch:
+        return None
+    mean = sum(per_epoch) / len(per_epoch)
+    left = sum(max(0, epochs - done) * (own or mean) for done, own in running) + pending * epochs * mean
+    return left / max(1, slots)
+
+
+def progress_line(counts: dict[str, int], total: int, best: float | None, started: float,
+                  eta: float | None = None, *, bound: bool = False, teacher: bool = False) -> str:
+    """`trials 5/8 done (3 complete, 1 stopped, 1 diverged), 2 running; best metric 0.8312; 6.2 min, ETA 3.7 min`.
+
+    `eta` from eta_seconds; `bound`: early stopping may end trials sooner (ETA ≤); `teacher`: a KD-LoRA teacher
+    still fine-tuning, whose time is not in the ETA."""
     done = sum(counts.get(k, 0) for k in ("complete", "stopped", "diverged", "error"))
     detail = ", ".join(f"{counts[k]} {k}" for k in ("complete", "stopped", "diverged", "error") if counts.get(k))
     elapsed = time.time() - started
-    eta = f", ETA {elapsed / done * (total - done) / 60:.1f} min" if 0 < done < total else ""
+    eta_text = ""
+    if eta is not None and done < total:
+        eta_text = f", ETA {'≤ ' if bound else ''}{eta / 60:.1f} min" + (" + the KD-LoRA teacher" if teacher else "")
     best_text = "" if best is None else f"; best metric {best:.4f}"
     return (f"trials {done}/{total} done ({detail or 'none yet'}), {counts.get('running', 0)} running"
-            f"{best_text}; {elapsed / 60:.1f} min{eta}")
+            f"{best_text}; {elapsed / 60:.1f} min{eta_text}")
 
 
 class ConsoleCallback:
@@ -139,21 +171,34 @@ class ConsoleCallback:
 
         announced: set[str] = set()
 
+        def teacher_pending() -> bool:
+            from orchestrator.run import TEACHERS_DIR
+
+            return any(not (Path(cfg.results_dir) / TEACHERS_DIR / key / "metrics.json").is_file() for key in announced)
+
         class _Callback(Callback):
             def __init__(self) -> None:
-                self.started, self.begun, self.best = time.time(), {}, None
+                self.started, self.best, self.slots = time.time(), None, 1
                 self.counts: dict[str, int] = {}
+                # running trials' epochs done and seconds per epoch; every seconds-per-epoch seen (for the ETA)
+                self.epochs: dict[str, int] = {}
+                self.own: dict[str, float] = {}
 
             def _print(self, text: str) -> None:
                 print(f"[{cfg.name}] {text}", flush=True)
 
             def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                self.begun[trial.trial_id] = time.time()
+                self.epochs[trial.trial_id] = 0
+                self.slots = max(self.slots, sum(1 for t in trials if t.status == "RUNNING"), len(self.epochs))
                 method, label = describe(trial)
                 self._print(f"{trial.trial_id} {method} {label} started{teacher_note(trial)}")
 
             def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
                 if "epoch" in result:
+                    self.epochs[trial.trial_id] = int(result["epoch"])
+                    own = epoch_seconds(result)
+                    if own is not None:
+                        self.own[trial.trial_id] = own
                     self._print(epoch_line(trial.trial_id, describe(trial)[0], result, cfg.train.epochs))
 
             def _finished(self, trials: list, trial: Any, error: bool) -> None:
@@ -166,10 +211,16 @@ class ConsoleCallback:
                 if status == "complete" and metric is not None:
                     self.best = metric if self.best is None else max(self.best, metric)
                 method, label = describe(trial)
-                seconds = time.time() - self.begun.get(trial.trial_id, self.started)
-                self._print(trial_line(trial.trial_id, method, label, result, status, seconds))
-                self.counts["running"] = sum(1 for t in trials if t.status == "RUNNING" and t is not trial)
-                self._print(progress_line(self.counts, total, self.best, self.started))
+                self._print(trial_line(trial.trial_id, method, label, result, status))
+                self.epochs.pop(trial.trial_id, None)
+                running = [(self.epochs.get(t.trial_id, 0), self.own.get(t.trial_id))
+                           for t in trials if t.status == "RUNNING" and t is not trial]
+                self.counts["running"] = len(running)
+                done = sum(n for k, n in self.counts.items() if k != "running")
+                eta = eta_seconds(running, max(0, total - done - len(running)), cfg.train.epochs,
+                                  list(self.own.values()), self.slots)
+                self._print(progress_line(self.counts, total, self.best, self.started, eta,
+                                          bound=cfg.search.scheduler != "none", teacher=teacher_pending()))
 
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self._finished(trials, trial, error=False)
@@ -192,7 +243,7 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: s
         for _, row in front.iterrows():
             result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             lines.append("  " + trial_line(str(row["trial_id"]), str(row["method.name"]), recipes.label(row), result,
-                                           "", float(row.get("train_seconds") or 0)).rstrip())
+                                           ""))
     lines += reference_lines(cfg, trials, front)
     from orchestrator.shell import module_command, relative_path
 

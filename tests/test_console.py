@@ -19,17 +19,37 @@ def test_epoch_line_names_the_trial_and_what_moved() -> None:
 
 
 def test_trial_line_gives_both_parameter_bases_and_time() -> None:
-    line = console.trial_line("712f8bfa", "pc_lora", "r=8", RESULT, "complete", 240.0)
-    assert line == "712f8bfa pc_lora r=8 accuracy 0.7333 params 54.7 % (enc 4.7 %) FLOPs 5.8 % 4.0 min complete"
-    assert "no metric" in console.trial_line("b", "kd_lora", "–", {"metric": None}, "diverged", 1.0)
+    """The time is the trial's train_seconds, named `train` as in the report's "train min" (issue 32)."""
+    line = console.trial_line("712f8bfa", "pc_lora", "r=8", {**RESULT, "train_seconds": 132.0}, "complete")
+    assert line == ("712f8bfa pc_lora r=8 accuracy 0.7333 params 54.7 % (enc 4.7 %) FLOPs 5.8 % train 2.2 min "
+                    "complete")
+    assert "no metric" in console.trial_line("b", "kd_lora", "–", {"metric": None}, "diverged")
+    assert "train ? min error" in console.trial_line("c", "kd_lora", "–", {}, "error")
 
 
 def test_progress_line_counts_and_estimates_what_is_left() -> None:
     started = time.time() - 600
-    line = console.progress_line({"complete": 3, "stopped": 1, "running": 2}, 8, 0.83, started)
+    line = console.progress_line({"complete": 3, "stopped": 1, "running": 2}, 8, 0.83, started, eta=222.0)
     assert line.startswith("trials 4/8 done (3 complete, 1 stopped), 2 running; best metric 0.8300; 10.0 min")
-    assert "ETA 10.0 min" in line
-    assert "ETA" not in console.progress_line({"complete": 8}, 8, None, started)
+    assert line.endswith("ETA 3.7 min")
+    bounded = console.progress_line({"complete": 1}, 8, None, started, eta=60.0, bound=True, teacher=True)
+    assert bounded.endswith("ETA ≤ 1.0 min + the KD-LoRA teacher")
+    assert "ETA" not in console.progress_line({"complete": 8}, 8, None, started, eta=5.0)
+    assert "ETA" not in console.progress_line({"complete": 1}, 8, None, started)  # nothing timed yet
+
+
+def test_eta_comes_from_the_trials_own_epochs() -> None:
+    """Issue 32: 'trials 1/6 done ... 4.0 min, ETA 20.0 min' for a sweep that ended at 7.5 min. The ETA is the
+    epochs left times each trial's seconds per epoch (the teacher's fine-tuning is in none of them), shared by
+    the trials running side by side: not elapsed time per finished trial."""
+    # trial A: 1 of 3 epochs done at 40 s each; trial B: not timed yet (mean 25 s); 2 pending: 3 epochs at 25 s
+    eta = console.eta_seconds([(1, 40.0), (0, None)], pending=2, epochs=3, per_epoch=[40.0, 10.0], slots=2)
+    assert eta == (2 * 40 + 3 * 25 + 2 * 3 * 25) / 2
+    assert console.eta_seconds([(1, None)], pending=1, epochs=3, per_epoch=[], slots=2) is None
+    # seconds per epoch from a report: training steps and evaluation over the epochs this process ran
+    report = {"epoch": 3, "resumed_from_epoch": 1, "train_loop_seconds": 70.0, "eval_seconds": 10.0}
+    assert console.epoch_seconds(report) == 40.0
+    assert console.epoch_seconds({"epoch": 1}) is None
 
 
 def test_verbose_travels_in_the_environment(monkeypatch) -> None:
