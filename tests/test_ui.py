@@ -74,9 +74,76 @@ def test_port_in_use_is_refused_before_mlflow_starts(tmp_path: Path) -> None:
         assert ui.main(["--results", str(tmp_path), "--port", str(port)]) == 2
 
 
+def test_a_missing_mlflow_is_named_with_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Issue 32: `No module named mlflow` after a "ready" message, exit 1. Now: checked first, exit 2."""
+    import importlib.util
+
+    (tmp_path / "mlflow.db").touch()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    monkeypatch.setattr(ui.os, "execve", lambda *a: pytest.fail("started a server without mlflow"))
+    monkeypatch.setattr(ui.subprocess, "Popen", lambda *a, **k: pytest.fail("started a server without mlflow"))
+    assert ui.main(["--results", str(tmp_path), "--port", str(free_port())]) == 2
+    err = capsys.readouterr()
+    assert "mlflow is not importable" in err.err and "pip install -e ." in err.err and "ready" not in err.out
+
+
+# A stand-in for `mlflow server`: noisy like it (an access line per request, the --host 0.0.0.0 advice), answers
+# /health 503 until a file appears, then 200; writes its pid.
+FAKE_SERVER = """
+import http.server, os, sys
+from pathlib import Path
+port, folder = int(sys.argv[1]), Path(sys.argv[2])
+(folder / "server.pid").write_text(str(os.getpid()))
+print("To allow connections from other hosts, use --host 0.0.0.0", flush=True)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = (folder / "go").exists()
+        if ok:
+            (folder / "answered").touch()
+        self.send_response(200 if ok else 503)
+        self.end_headers()
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def test_ui_says_ready_only_when_the_server_answers_and_its_pid_stops_it(tmp_path: Path) -> None:
+    """Issue 32: "ready" only after /health answers; SIGTERM to the PID a shell gets stops the server too;
+    only the tool's own lines on the console (the server's go to its log)."""
+    (tmp_path / "mlflow.db").touch()
+    (tmp_path / "fake.py").write_text(FAKE_SERVER)
+    port = free_port()
+    script = (f"import sys; from orchestrator import ui; ui.server_command = lambda *a, **k: "
+              f"[sys.executable, {str(tmp_path / 'fake.py')!r}, '{port}', {str(tmp_path)!r}]; "
+              f"sys.exit(ui.main(['--results', {str(tmp_path)!r}, '--port', '{port}']))")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("MLflow UI for ") and "starting" in first
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "server.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (tmp_path / "go").touch()  # from now on /health answers
+        ready = proc.stdout.readline()
+        assert ready.startswith(f"ready: http://127.0.0.1:{port}") and (tmp_path / "answered").exists()
+        server = int((tmp_path / "server.pid").read_text())
+        os.kill(proc.pid, signal.SIGTERM)  # the PID only, as `kill $!` does
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):
+            for _ in range(100):  # the server ends with it (reaped by the tool, so it does not linger)
+                os.kill(server, 0)
+                time.sleep(0.1)
+        rest, err = proc.communicate(timeout=30)
+        assert "0.0.0.0" not in first + ready + rest + err and "GET" not in rest + err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_help_describes_every_option() -> None:
     text = ui.build_parser().format_help()
-    for option in ("--results", "--host", "--port", "--allow-remote", "--allowed-hosts"):
+    for option in ("--results", "--host", "--port", "--allow-remote", "--allowed-hosts", "--verbose"):
         assert option in text
     assert ui.is_loopback("127.0.0.1") and ui.is_loopback("localhost") and ui.is_loopback("::1")
     assert not ui.is_loopback("0.0.0.0") and not ui.is_loopback("192.168.1.5")
