@@ -26,6 +26,8 @@ LORA_TARGETS: dict[str, tuple[str, ...]] = {
     # DeBERTa v1 fuses q, k and v into one `in_proj`: LoRA adapts the fused projection.
     "deberta": ("in_proj",),
     "deberta-v2": ("query_proj", "value_proj"),
+    # MPNet (all-mpnet-base-v2): `<base>.encoder.layer.N.attention.attn.{q,k,v,o}`.
+    "mpnet": ("q", "v"),
     # transformers 5 renamed ViT and DINOv2 attention to q_proj/k_proj/v_proj/o_proj.
     "vit": ("q_proj", "v_proj"),
     "dinov2": ("q_proj", "v_proj"),

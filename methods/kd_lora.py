@@ -202,7 +202,8 @@ def student_layer_indices(num_layers: int, k: int) -> list[int]:
 def _layer_list(model: nn.Module, num_layers: int) -> tuple[str, nn.ModuleList]:
     # The transformer blocks are the ModuleList holding config.num_hidden_layers modules: BERT and
     # DeBERTa `<base>.encoder.layer`, DistilBERT `distilbert.transformer.layer`, ViT `vit.layers`
-    # (transformers 5), DINOv2 `dinov2.encoder.layer`. The shallowest such list wins.
+    # (transformers 5), DINOv2 `dinov2.encoder.layer`, MPNet `mpnet.encoder.layer` (its relative-position
+    # bias table sits beside the list, shared by every layer, so a cut keeps it). The shallowest list wins.
     found = [
         (name, m)
         for name, m in model.named_modules()

@@ -176,7 +176,7 @@ def find_targets(model: nn.Module, target_patterns: Sequence[str] | None = None)
     """Names of the ``nn.Linear`` layers that :func:`attach` would replace.
 
     By default: every ``nn.Linear`` inside an ``nn.ModuleList``, the stack of transformer blocks in
-    BERT, RoBERTa, DeBERTa-v2, ViT and Dinov2 (attention q/k/v/output and both feed-forward layers),
+    BERT, RoBERTa, DeBERTa-v2, MPNet, ViT and Dinov2 (attention q/k/v/output and both feed-forward layers),
     found by module type rather than by per-architecture names. With ``target_patterns``: every
     ``nn.Linear`` whose name matches one of the regexes (``re.search``); each must match something.
     The task head (classifier, pooler) and the embeddings are never targets.
