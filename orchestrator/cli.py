@@ -30,6 +30,28 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, args.overrides)
 
 
+MAX_LINE = 500  # characters of one error line: a 10,000-tab header echoed whole made a 40 KB line
+
+
+def bounded(text: str) -> str:
+    """`text` with every line longer than MAX_LINE cut, saying how much was cut: whatever a message quotes
+    from a hostile file, the line that names the file and the fix stays readable."""
+    def cut(line: str) -> str:
+        if len(line) <= MAX_LINE:
+            return line
+        return f"{line[:MAX_LINE]} ... ({len(line) - MAX_LINE:,} more characters cut)"
+
+    return "\n".join(cut(line) for line in text.split("\n"))
+
+
+def prog(module: str) -> str:
+    """A parser's usage name: `python -m orchestrator sweep` when the one entry point (orchestrator/__main__.py,
+    which puts that in argv[0]) dispatched here, else the module's own `python -m orchestrator.sweep`."""
+    if sys.argv and sys.argv[0].startswith("python -m orchestrator "):
+        return sys.argv[0]
+    return f"python -m {module}"
+
+
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
     """Run a CLI entry point: bad input (config or data) ends with its message on stderr and exit status 2.
 
@@ -39,15 +61,15 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     try:
         code = main(argv)
     except ConfigError as exc:
-        print(redact(f"error: {exc}"), file=sys.stderr)
+        print(bounded(redact(f"error: {exc}")), file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
     except DataError as exc:
-        print(redact(f"error: {exc}"), file=sys.stderr)
+        print(bounded(redact(f"error: {exc}")), file=sys.stderr)
         code = 2
     except Exception:
-        print(redact(traceback.format_exc()), end="", file=sys.stderr)
+        print(bounded(redact(traceback.format_exc())), end="", file=sys.stderr)
         code = 1
     sys.exit(code)

@@ -61,8 +61,11 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str], source: str | None = None):
         self.problems = problems
         where = f" in {source}" if source else ""
+        if len(problems) == 1:  # one line: the problem names its key (and the file, where it is one)
+            super().__init__(f"{problems[0]}" + (f" ({source})" if source else ""))
+            return
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{len(problems)} problem(s){where}:\n{lines}")
+        super().__init__(f"{len(problems)} problems{where}:\n{lines}")
 
 
 @dataclass

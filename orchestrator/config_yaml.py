@@ -11,7 +11,7 @@ import yaml
 
 from orchestrator.config import ConfigError
 from orchestrator.typed import _show
-from orchestrator.validation import _is
+from orchestrator.validation import path_problem
 
 MAX_CONFIG_BYTES = 10 * 2**20
 
@@ -49,8 +49,9 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The YAML file as a dict. safe_load: tags that build Python objects (!!python/object/apply:...)
     are refused with a ConfigError, never run."""
     path = Path(path)
-    if not _is("is_file", path):
-        raise ConfigError([f"--config: file {_show(str(path))} does not exist"])
+    problem = path_problem(path, want="file")
+    if problem:
+        raise ConfigError([f"--config: {problem}; give the path of a YAML config, e.g. search_spaces/quickstart.yaml"])
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError([f"{path}: {path.stat().st_size:,} bytes is too large for a config "
@@ -60,15 +61,16 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError([f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})"]) from None
     try:
         duplicate = _duplicate_key(yaml.compose(data, Loader=yaml.SafeLoader))
-        if duplicate:
-            raise ConfigError([f"{path}: {duplicate}"])
-        raw = yaml.safe_load(data)  # bytes: PyYAML detects UTF-8/16 and refuses undecodable input
+        # bytes: PyYAML detects UTF-8/16 and refuses undecodable input
+        raw = None if duplicate else yaml.safe_load(data)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
     except RecursionError:
         raise ConfigError([f"{path}: not valid YAML: nested too deeply"]) from None
     except ValueError as exc:  # a date like 2001-02-30, an integer of more than 4300 digits
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    if duplicate:  # raised outside the try: a ConfigError is a ValueError, which would wrap it twice
+        raise ConfigError([f"{path}: {duplicate}"])
     if raw is None or raw == {}:  # every key at its default would mean the hub's bert-base-uncased on SST-2
         raise ConfigError([f"{path}: the file is empty; a config names at least task: and model: "
                            "(start from search_spaces/quickstart.yaml)"])

@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from orchestrator.budgets import one_budget_per_task
-from orchestrator.cli import run_main
+from orchestrator.cli import prog, run_main
 from orchestrator.config import ConfigError
 from orchestrator.fs import atomic_path, atomic_write_text, file_lock
 from orchestrator.leaderboard_rows import (
@@ -236,7 +236,7 @@ def refresh(results_dir: Path | str, sweep: str | None = None) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.leaderboard",
+        prog=prog("orchestrator.leaderboard"),
         description="Gather every finished full-budget trial under --results (and MLflow, with --tracking-uri) "
                     "and write <results>/leaderboards/: glue.md, cifar.md, compression.md, <task>.png, README.md.")
     parser.add_argument("--results", default="results", metavar="DIR",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.cli import add_config_options, config_from_args, run_main
+from orchestrator.cli import add_config_options, config_from_args, prog, run_main
 from orchestrator.config import dump_yaml
 from orchestrator.redact import redact
 from orchestrator.search import budget_line, describe_space
@@ -12,7 +12,7 @@ from orchestrator.search import budget_line, describe_space
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.sweep",
+        prog=prog("orchestrator.sweep"),
         description="Run a multi-objective sweep (Ray Tune + Optuna, ASHA) of PC-LoRA / KD-LoRA / "
                     "baseline trials; write results/<name>/trials.csv, pareto.csv|md|png and log to MLflow.")
     add_config_options(parser)

@@ -173,7 +173,9 @@ def write_report(sweep_dir: Path, out_dir: Path, results: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator report", description=__doc__.split("\n\n")[0])
+    from orchestrator.cli import prog
+
+    parser = argparse.ArgumentParser(prog=prog("orchestrator.sweep_page"), description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep", metavar="SWEEP", help="a sweep's folder, or its name under --results")
     parser.add_argument("--results", default="results", help="the results folder holding SWEEP (default results)")
     parser.add_argument("--out", default=None, help="where to write the page (default SWEEP/report)")

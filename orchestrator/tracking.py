@@ -32,15 +32,19 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 # (an FFT run at 100 %) filtered out. MLflow keeps a view shared by its "Share" button as an experiment
 # tag under this key.
 VIEW_KEY = "orchestrator-trials"
-DEFAULT_VIEW = {"orderByKey": "metrics.`metric`", "orderByAsc": False, "searchFilter": 'tags.sweep_role != "teacher"',
+# Only the trials (`tags.sweep_role = "trial"`): the parent run and the teacher are not points of the front.
+DEFAULT_VIEW = {"orderByKey": "metrics.`metric`", "orderByAsc": False, "searchFilter": 'tags.sweep_role = "trial"',
                 "selectedColumns": ["params.`method.name`", "params.`method.rank`", "params.`train.lr`",
                                     "metrics.`metric`", "metrics.`params_kept_pct`",
                                     "metrics.`encoder_params_kept_pct`", "metrics.`flops_kept_pct`"]}
 # The same page's chart view (`chart_view`): every visible trial as a point of metric against kept-%, one
 # panel per parameter base and one for FLOPs, the comparison the front is drawn from, with no axis to pick.
 FRONT_SECTION = "orchestrator-front"
+# One chart per row (`columns`, MLflow's default 3): three side by side leave each too narrow for its axis
+# title (`params_kept_` shown for params_kept_pct).
 DEFAULT_VIEW["compareRunSections"] = [{"uuid": FRONT_SECTION, "name": "Metric against size", "display": True,
-                                       "isReordered": False, "deleted": False, "isGenerated": False}]
+                                       "isReordered": False, "deleted": False, "isGenerated": False,
+                                       "columns": 1, "cardHeight": 280}]
 DEFAULT_VIEW["compareRunCharts"] = [
     {"uuid": f"{FRONT_SECTION}-{size}", "type": "SCATTER", "metricSectionId": FRONT_SECTION, "deleted": False,
      "isGenerated": False, "runsCountToCompare": 100,

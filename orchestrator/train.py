@@ -6,12 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from orchestrator.cli import add_config_options, config_from_args, run_main
+from orchestrator.cli import add_config_options, config_from_args, prog, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.train",
+        prog=prog("orchestrator.train"),
         description="Train one configuration (PC-LoRA, KD-LoRA, LoRA or full fine-tuning) with "
                     "resources.workers DDP workers; write DIR/config.yaml, DIR/metrics.json and DIR/model/.")
     add_config_options(parser)
@@ -22,6 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from orchestrator.config import ConfigError
+    from orchestrator.validation import out_dir_problem
+
+    problem = out_dir_problem(args.out)
+    if problem:  # before Ray starts: a folder under /proc failed only after Ray was up, with a traceback
+        raise ConfigError([problem])
     cfg = config_from_args(args)
     from orchestrator import console
     from orchestrator.run import fit, preflight

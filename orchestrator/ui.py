@@ -33,8 +33,10 @@ from orchestrator.tracking import ARTIFACTS_DIR, DB_FILE
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from orchestrator.cli import prog
+
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.ui",
+        prog=prog("orchestrator.ui"),
         description="Serve the MLflow UI (and REST API) for the sweeps logged in a results folder's "
                     f"{DB_FILE}. Binds to 127.0.0.1 by default; Ctrl-C stops it.")
     parser.add_argument("--results", default="results", metavar="DIR",

@@ -6,9 +6,11 @@ Split from orchestrator/config.py, which holds the dataclasses and loading; `con
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -159,9 +161,10 @@ def resource_problems(cfg: Config) -> list[str]:
             p.append(msg)
     if cfg.data_dir is not None:
         root = _expand(cfg.data_dir)
-        if not _is("is_dir", root):
-            p.append(f"data_dir: folder {_show(cfg.data_dir)} does not exist; point it at local copies of the "
-                     "datasets (e.g. ../shared/data) or set data_dir: null to use the hub")
+        problem = path_problem(root, want="folder", shown=cfg.data_dir)
+        if problem:
+            p.append(f"data_dir: {problem}; point it at local copies of the datasets (e.g. ../shared/data) or "
+                     "set data_dir: null to use the hub")
         elif cfg.task in TASKS:
             local = root / TASKS[cfg.task].local_dir
             if not _is("is_dir", local):
@@ -207,8 +210,6 @@ def range_problems(cfg: Config) -> list[str]:
          "method.student / method.student_layers: give one of them, not both (a checkpoint, or the "
          "teacher cut to k layers)")
     need(0.0 <= m.logit_kd_weight <= 1.0, f"method.logit_kd_weight: must lie in [0, 1], got {m.logit_kd_weight}")
-    if m.name in METHODS:
-        p.extend(get_recipe(m.name).config_problems(cfg))
     need(m.teacher_epochs >= 1, f"method.teacher_epochs: must be at least 1, got {m.teacher_epochs}")
     need(m.teacher_lr > 0, f"method.teacher_lr: must be positive, got {m.teacher_lr}")
     need(t.epochs >= 1, f"train.epochs: must be at least 1, got {t.epochs}")
@@ -245,12 +246,32 @@ def range_problems(cfg: Config) -> list[str]:
         metric, _, mode = obj.partition(":")
         need(bool(metric) and mode in ("max", "min"),
              f"search.objectives: {obj!r} must read NAME:max or NAME:min, e.g. metric:max")
+    names = [obj.partition(":")[0] for obj in s.objectives]
+    twice = sorted({n for n in names if n and names.count(n) > 1})
+    need(not twice, f"search.objectives: {', '.join(map(repr, twice))} given more than once ({s.objectives}); "
+                    "give each metric once, e.g. [metric:max, params:min]")
     for text in s.constraints:
         try:
             parse_constraint(text)
         except ValueError as err:
             need(False, f"search.constraints: {err}")
+    if m.name in METHODS:
+        p.extend(_cross_key_problems(p, get_recipe(m.name).config_problems(cfg)))
     return p
+
+
+def _cross_key_problems(refused: list[str], problems: list[str]) -> list[str]:
+    """A method's checks that combine keys, less those about a key already refused, or that blame a key the
+    user never set for a value refused on its own (kd_weight 2 made logit_kd_weight's sum check fail too)."""
+    keys = {msg.partition(":")[0] for msg in refused}
+    names = {key.rpartition(".")[2] for key in keys}
+    kept = []
+    for msg in problems:
+        key, _, body = msg.partition(":")
+        if key in keys or any(re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", body) for n in names):
+            continue
+        kept.append(msg)
+    return kept
 
 
 SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/lib", "/lib32", "/lib64")
@@ -274,6 +295,29 @@ def _is(test: str, path: Path | None) -> bool:
         return False
 
 
+def path_problem(path: Path | None, *, want: str, shown: str | None = None) -> str | None:
+    """Why `path` is not the existing `want` ("file" or "folder"), in words: missing, a symlink loop, the other
+    kind, unreadable; None when it is. `shown` is how the message names it (default: the path)."""
+    name = _show(shown if shown is not None else str(path))
+    if path is None:
+        return f"{name} is not a usable path"
+    try:
+        st = os.stat(path)  # follows links: ELOOP for a link that points back at itself
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{name} is a symlink loop (a link that leads back to itself)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return f"{want} {name} does not exist"
+        return f"{name} cannot be read ({exc.strerror or exc.__class__.__name__})"
+    except ValueError:  # a NUL character
+        return f"{name} is not a usable path"
+    if want == "file" and stat.S_ISDIR(st.st_mode):
+        return f"{name} is a folder, not a file"
+    if want == "folder" and not stat.S_ISDIR(st.st_mode):
+        return f"{name} is a file, not a folder"
+    return None
+
+
 def is_local_ref(ref: str) -> bool:
     """A model reference names a local folder when it looks like a path or exists on disk."""
     return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or _is("exists", _expand(ref))
@@ -283,14 +327,37 @@ def model_problem(ref: str, key: str) -> str | None:
     """A model reference is a local folder with a config.json, or a hub id (`org/name`)."""
     if is_local_ref(ref):
         path = _expand(ref)
-        if not _is("is_dir", path):
-            return f"{key}: model folder {_show(ref)} does not exist; give a folder with config.json or a hub id"
+        problem = path_problem(path, want="folder", shown=ref)
+        if problem:
+            return f"{key}: model {problem}; give a folder with config.json or a hub id"
         if not _is("is_file", path / "config.json"):
             return f"{key}: {_show(ref)} has no config.json; give a Hugging Face model folder or a hub id"
         return None
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", ref, flags=re.ASCII) or len(ref) > MAX_NAME:
         return (f"{key}: {_show(ref)} is neither a local folder nor a hub id like 'bert-base-uncased' or "
                 "'org/name'")
+    return None
+
+
+def out_dir_problem(ref: str, key: str = "--out") -> str | None:
+    """An output folder (`train --out`) that can hold the run: an existing folder or one that can be created
+    under a writable one, not a file, not a system folder (/proc refuses files only once Ray has started)."""
+    path = _expand(ref) if ref.strip() else None
+    if path is None:
+        return f"{key}: {_show(ref)} is not a usable folder path; give a folder such as runs/sst2"
+    if os.path.lexists(path):
+        problem = path_problem(path, want="folder", shown=ref)
+        if problem:
+            return f"{key}: {problem}; give a new folder or an existing one for the run's files"
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:
+        return f"{key}: {_show(ref)} cannot be resolved ({exc.__class__.__name__}); give another folder"
+    if resolved == Path("/") or any(resolved == Path(d) or Path(d) in resolved.parents for d in SYSTEM_DIRS):
+        return f"{key}: {_show(ref)} is in a system folder ({resolved}); give a folder of your own, such as runs/sst2"
+    parent = next(p for p in (resolved, *resolved.parents) if os.path.lexists(p))
+    if not (_is("is_dir", parent) and os.access(parent, os.W_OK | os.X_OK)):
+        return f"{key}: {_show(ref)} cannot be created: {_show(str(parent))} is not a writable folder"
     return None
 
 

@@ -149,7 +149,7 @@ def test_cli_refuses_bad_configs_with_exit_2_without_ray_or_files(tmp_path: Path
     for code, ray_imported, _ in lines:
         assert code == "2" and ray_imported == "False"
     for _, _, key in paths:
-        assert re.search(rf"- (--set )?{re.escape(key)}[:.]", out.stderr), key
+        assert re.search(rf"(- |error: )(--set )?{re.escape(key)}[:.]", out.stderr), key
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(p).name for p, _, _ in paths)
 
 

@@ -129,7 +129,7 @@ def test_unsafe_names_are_refused_and_nothing_is_written(tmp_path, monkeypatch, 
     config.write_text(yaml.safe_dump({"name": name, "results_dir": str(work / "results")}))
     assert not is_safe_name(name)
     assert cli(["--config", str(config)]) == 2
-    assert "- name:" in capsys.readouterr().err and not started
+    assert "error: name:" in capsys.readouterr().err and not started
     assert files_under(tmp_path) == {"work", "work/cfg.yaml"}
     config.write_text(yaml.safe_dump({"name": "ok", "results_dir": str(work / "results")}))
     # --set too (a JSON string is a YAML double-quoted scalar: the exact name, newline included)
@@ -206,7 +206,7 @@ def test_dry_run_and_errors_print_no_secret(tmp_path, monkeypatch, capsys):
     # An error message that echoes a value holding a secret is redacted too.
     assert cli(["--config", str(config), "--set", f"model=https://alice:{SECRET_PASSWORD}@h/m?token={SECRET_TOKEN}"]) == 2
     out, err = capsys.readouterr()
-    assert "- model:" in err and SECRET_PASSWORD not in out + err and SECRET_TOKEN not in out + err
+    assert "error: model:" in err and SECRET_PASSWORD not in out + err and SECRET_TOKEN not in out + err
     assert files_under(tmp_path) == {"cfg.yaml"}
 
 

@@ -283,9 +283,10 @@ def other_addresses() -> list[str]:
             if a.family == socket.AF_INET and not a.address.startswith("127.")]
 
 
-def render(url: str, shot: Path, profile: Path) -> str:
+def render(url: str, shot: Path, profile: Path, size: str = "1400,900") -> str:
     """The page's DOM after its scripts ran (virtual time waits for pending fetches), and a screenshot."""
-    proc = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+    flags = [f"--window-size={size}" if f.startswith("--window-size=") else f for f in CHROMIUM_FLAGS]
+    proc = subprocess.run([CHROMIUM, *flags, f"--user-data-dir={profile}", "--virtual-time-budget=20000",
                            f"--screenshot={shot}", "--dump-dom", url],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -350,12 +351,18 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
     chart_shot = tmp_path / "compare-view.png"
     sizes = {"params_kept_pct", "encoder_params_kept_pct", "flops_kept_pct"}
     for attempt in range(3):  # a cold page can be dumped before its charts have drawn
-        html = render(tracking.chart_view(page), chart_shot, tmp_path / f"chromium-charts-{attempt}")
+        # one chart per row: a window tall enough for all three (MLflow draws only the charts in view)
+        html = render(tracking.chart_view(page), chart_shot, tmp_path / f"chromium-charts-{attempt}", "1400,1500")
         if scatter_points(html) >= 3 * len(trials):
             break
     assert axis_titles(html) == sizes | {"metric"}, axis_titles(html)
-    # one point per trial in each of the three panels (the parent run has no `metric`)
+    # one point per trial in each of the three panels; the parent run is not among the runs shown (issue 32)
     assert scatter_points(html) == 3 * len(trials), scatter_points(html)
+    assert "sweep-ui" not in html and "matching runs" in html
+    # each chart wide enough for its x-axis title (issue 32: `params_kept_` cut off in three narrow columns):
+    # about 8 px a character at Plotly's title size, with room to spare
+    widths = [float(w) for w in re.findall(r'<svg class="main-svg"[^>]*? width="([\d.]+)"', html)]
+    assert widths and min(widths) >= 10 * max(map(len, sizes)), widths
     print(f"screenshot: {chart_shot}")
 
     # Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) stops the server cleanly

@@ -83,8 +83,10 @@ def list_text(as_json: bool) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI; the exit status: 0, or 2 for an unknown task or bad data (the message, no traceback)."""
+    from orchestrator.cli import prog
+
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.tasks",
+        prog=prog("orchestrator.tasks"),
         description="Inspect the tasks (datasets, labels, metrics) the orchestrator trains on.")
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="list the tasks: kind, labels, metric, where local copies go",
