@@ -151,24 +151,31 @@ def test_kd_lora_student_is_the_pretrained_model_cut_unless_the_teacher_cut_is_a
 
 def test_kd_lora_with_augmentation_distils_from_the_teacher_on_the_same_batch(tmp_path: Path) -> None:
     """Cached logits describe one crop; with augmentation the teacher must see the student's own batch."""
+    from transformers import ViTConfig, ViTForImageClassification
+
     from orchestrator.recipes.base import StepInputs
 
     teacher_dir = tmp_path / "teacher"
-    tiny_bert_dir(teacher_dir / "model", seed=1)
-    recipe, task = recipes.get_recipe("kd_lora"), get_task("glue/stsb")
-    cfg = with_values(load_config(None, base=BASE), {"method.name": "kd_lora", "train.augment": True,
-                                                     "method.kd_weight": 1.0})
+    torch.manual_seed(1)
+    ViTForImageClassification(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                        intermediate_size=64, image_size=16, patch_size=8, num_labels=10)
+                              ).save_pretrained(teacher_dir / "model")
+    recipe, task = recipes.get_recipe("kd_lora"), get_task("cifar10")
+    cfg = with_values(load_config(None, base={**BASE, "task": "cifar10"}),
+                      {"method.name": "kd_lora", "train.augment": True, "method.kd_weight": 1.0})
     aux = recipe.prepare(cfg, task, torch.device("cpu"), str(teacher_dir), train_size=4)
     assert isinstance(aux, KDTeacher) and aux.logits is None and aux.model is not None
-    student = BertForSequenceClassification.from_pretrained(teacher_dir / "model")
-    batch = {"input_ids": torch.randint(0, 100, (4, 8)), "attention_mask": torch.ones(4, 8, dtype=torch.long),
-             "labels": torch.rand(4), "idx": torch.arange(4)}
-    loss = recipe.loss(StepInputs(cfg, student, student, dict(batch), aux, regression=True))
-    assert loss.item() == pytest.approx(0.0, abs=1e-10)  # same weights, same batch: nothing to distil
-    shuffled = {**batch, "input_ids": batch["input_ids"].flip(0)}
-    other = recipe.loss(StepInputs(cfg, student, BertForSequenceClassification.from_pretrained(teacher_dir / "model"),
-                                   dict(shuffled), aux, regression=True))
-    assert other.item() == pytest.approx(0.0, abs=1e-10)  # the teacher follows the batch, not an index
+    student = ViTForImageClassification.from_pretrained(teacher_dir / "model")
+    batch = {"pixel_values": torch.randn(4, 3, 16, 16), "labels": torch.arange(4), "idx": torch.arange(4)}
+    loss = recipe.loss(StepInputs(cfg, student, student, dict(batch), aux, regression=False))
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)  # same weights, same batch: nothing to distil
+    shuffled = {**batch, "pixel_values": batch["pixel_values"].flip(0)}
+    other = recipe.loss(StepInputs(cfg, student, student, dict(shuffled), aux, regression=False))
+    assert other.item() == pytest.approx(0.0, abs=1e-6)  # the teacher follows the batch, not an index
+    # Text is never augmented: a text task keeps its cached logits (the teacher may tokenize differently).
+    with pytest.raises(FileNotFoundError):
+        recipe.prepare(with_values(cfg, {"task": "glue/stsb"}), get_task("glue/stsb"), torch.device("cpu"),
+                       str(teacher_dir), train_size=4)
 
 
 def test_a_non_finite_step_is_reported_and_leaves_the_weights_alone(tmp_path: Path) -> None:

@@ -7,8 +7,14 @@ MiniLM-L3 for an L6 teacher) or the *pre-trained* model cut to `method.student_l
 layers (DistilBERT's initialisation). Cutting the already fine-tuned teacher is another method and
 is asked for by name: `method.student_init: finetuned_teacher`.
 
-With `train.augment` on, cached logits would describe a different crop than the student sees, so
-the teacher then runs on the student's own augmented batch instead.
+Teacher and student may tokenize differently (an MPNet teacher, a MiniLM student): the teacher's
+logits come from its own fine-tuning run (`run.teacher_config`), which reads the training set through
+the teacher's tokenizer, and are looked up by `idx`, the example's position in the training subset,
+which no tokenizer changes. The student trains on its own tokens and never feeds them to the teacher.
+
+With `train.augment` on an image task, cached logits would describe a different crop than the student
+sees, so the teacher then runs on the student's own augmented batch instead (one image processor per
+task pipeline; text has no augmentation, so text keeps the cached logits).
 """
 
 from __future__ import annotations
@@ -91,7 +97,7 @@ class KDLoRA(Recipe):
                 train_size: int) -> KDTeacher:
         from methods import kd_lora
 
-        if cfg.train.augment:
+        if cfg.train.augment and task.kind == "image":  # text is never augmented (tasks/cache.py)
             from orchestrator.tasks import load_model
 
             model = load_model(str(Path(teacher_dir) / TrialFiles.MODEL), task,
