@@ -66,6 +66,34 @@ def test_learning_rate_null_means_the_methods_own_and_an_explicit_one_wins() -> 
     assert with_method_defaults(explicit).train.lr == 3e-4
 
 
+def test_the_default_learning_rate_follows_the_model_width() -> None:
+    from orchestrator.recipes.base import width_scaled_lr
+
+    assert width_scaled_lr(2e-3, 384) == 2e-3 and width_scaled_lr(2e-3, None) == 2e-3  # MiniLM, unknown
+    assert width_scaled_lr(2e-3, 768) == 1e-3 and width_scaled_lr(1e-3, 768) == 5e-4  # mpnet-base, bert-base
+    assert width_scaled_lr(1e-3, 1024) == 3.75e-4 and width_scaled_lr(2e-3, 1152) == 6.67e-4
+    assert width_scaled_lr(2e-3, 32) == 2e-3  # never above the measured rate
+    assert width_scaled_lr(2e-3, 8192) == 2.5e-4  # nor below an eighth of it
+
+
+def test_pc_lora_reads_the_width_from_the_config_alone(tmp_path: Path, shared_models: Path) -> None:
+    from orchestrator.recipes.base import model_width
+
+    BertConfig(hidden_size=768, num_attention_heads=12).save_pretrained(tmp_path / "wide")  # no weights
+    assert model_width(str(tmp_path / "wide")) == 768
+    assert model_width(str(shared_models / "minilm-l6-h384")) == 384
+    assert model_width("no-such-org/no-such-model") is None  # no network: the default stays
+    base = with_values(load_config(None, base=BASE), {"method.name": "pc_lora"})
+
+    def lr(model: Path, **values: object) -> float:
+        return with_method_defaults(with_values(base, {"model": str(model), **values})).train.lr
+
+    assert lr(tmp_path / "wide") == 1e-3 and lr(tmp_path / "wide", **{"method.adapter_init": "svd"}) == 5e-4
+    assert lr(shared_models / "minilm-l6-h384") == 2e-3  # MiniLM's measured defaults unchanged
+    assert lr(shared_models / "minilm-l6-h384", **{"method.adapter_init": "svd"}) == 1e-3
+    assert lr(tmp_path / "wide", **{"train.lr": 3e-3}) == 3e-3  # an explicit rate wins
+
+
 def test_with_values_refuses_a_value_of_the_wrong_type() -> None:
     with pytest.raises(ConfigError, match="method.rank: expected an integer"):
         with_values(load_config(None, base=BASE), {"method.rank": "eight"})

@@ -48,6 +48,46 @@ def short_number(value: Any) -> str:
     return str(int(v)) if v.is_integer() else f"{v:.2g}"
 
 
+# The hidden size of MiniLM-L6/L3 and DINOv2-S, the models every default learning rate here was measured on.
+REFERENCE_WIDTH = 384
+# A width-scaled rate never drops below this share of the measured one (3072 wide and up).
+MIN_WIDTH_FACTOR = 1 / 8
+
+
+def model_width(ref: str) -> int | None:
+    """`hidden_size` of a model from its config alone, no weights: a local folder's config.json, else the
+    hub's cached copy (never the network). None when neither is at hand."""
+    import json
+
+    config_file = Path(ref).expanduser() / "config.json"
+    try:
+        if config_file.is_file():
+            config = json.loads(config_file.read_text())
+            # DistilBERT calls it `dim`; the vision backbones nest nothing here.
+            width = config.get("hidden_size", config.get("dim"))
+        else:
+            from transformers import AutoConfig
+
+            width = getattr(AutoConfig.from_pretrained(ref, local_files_only=True), "hidden_size", None)
+    except Exception:  # no cached copy, a malformed file: the preflight reports those; keep the default
+        return None
+    return width if isinstance(width, int) and width > 0 else None
+
+
+def width_scaled_lr(lr: float, width: int | None) -> float:
+    """`lr` (measured at REFERENCE_WIDTH) × REFERENCE_WIDTH / width, kept within [lr · MIN_WIDTH_FACTOR, lr].
+
+    Adam's update moves every weight by about lr, so a layer's output moves by about lr × fan-in: the
+    rate that keeps that step the same shrinks as 1 / width (μP's rule for hidden layers with Adam,
+    Yang et al., arXiv 2203.03466, Table 3). Narrower models keep `lr` (nothing was measured there);
+    an unknown width keeps it too. Three significant digits, so config.yaml shows 0.000667, not a tail.
+    """
+    if not width:
+        return lr
+    factor = min(1.0, max(MIN_WIDTH_FACTOR, REFERENCE_WIDTH / width))
+    return float(f"{lr * factor:.3g}")
+
+
 def present_settings(row: Mapping[str, Any]) -> dict[str, Any]:
     """The method.* entries of a trials.csv row that hold a value."""
     return {k: v for k, v in dict(row).items() if k.startswith("method.") and v is not None
