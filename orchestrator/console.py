@@ -267,9 +267,9 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: s
 
 def reference_lines(cfg: Any, trials: Any, front: Any) -> list[str]:
     """What the trials are judged against (orchestrator/references.py), or that the sweep has nothing to judge by."""
-    from orchestrator.references import judged, missing_note, teacher_references
+    from orchestrator.references import judged, missing_note, references_of
 
-    refs = teacher_references(cfg, trials)
+    refs = references_of(cfg, trials)
     return [f"reference: {judged(ref, trials, front)}" for ref in refs] or [f"reference: {missing_note()}"]
 
 

@@ -1,10 +1,11 @@
 """Reference rows: the scores a sweep's trials are judged against (DESIGN.md: FFT is the baseline every table
 compares with), shown in the closing summary, pareto.md, pareto.png and the report.
 
-Today one kind: the fully fine-tuned teacher that a KD-LoRA trial (or PC-LoRA with `kd_teacher: finetuned`)
-had trained, read from its cached folder, results/teachers/<teacher_key>/metrics.json. Another kind (a
-KD-LoRA student's own FFT ceiling) is one more function returning `Reference`s. A sweep whose trials
-fine-tuned no teacher has none, and says so (`missing_note`) rather than inventing one.
+`references_of` gathers them. Today one kind: the fully fine-tuned teacher that a KD-LoRA trial (or PC-LoRA
+with `kd_teacher: finetuned`) had trained, read from its cached folder,
+results/teachers/<teacher_key>/metrics.json. Another kind (a KD-LoRA student's own FFT ceiling) is one more
+function returning `Reference`s, added to `references_of`. A sweep whose trials fine-tuned no teacher has
+none, and says so (`missing_note`) rather than inventing one.
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ def teacher_references(cfg: Config, trials: pd.DataFrame, results_dir: str | Pat
                                params_no_embeddings=metrics.get("params_no_embeddings"), flops=metrics.get("flops"),
                                train_seconds=metrics.get("train_seconds"), source=str(root / key))
     return list(found.values())
+
+
+def references_of(cfg: Config, trials: pd.DataFrame, results_dir: str | Path | None = None) -> list[Reference]:
+    """Every reference row of a sweep, in the order shown: what the summary, pareto.md/.png and the report use.
+    A new kind of reference (a KD-LoRA student's own FFT ceiling) is one more list added here."""
+    return teacher_references(cfg, trials, results_dir)
 
 
 def kept_pct(ref: Reference, trials: pd.DataFrame) -> dict[str, float | None]:

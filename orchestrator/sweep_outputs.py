@@ -14,7 +14,7 @@ from orchestrator.config import Config, flat_scalars, with_values
 from orchestrator.fs import atomic_path, atomic_write_text
 from orchestrator.plots import plot_front
 from orchestrator.records import DIVERGED, METRIC_COLUMNS, TrialFiles, read_metrics
-from orchestrator.references import teacher_references
+from orchestrator.references import references_of
 from orchestrator.report import ablation_markdown, front_of, pareto_markdown
 from orchestrator.search import applies, trial_point
 
@@ -109,7 +109,7 @@ def write_outputs(cfg: Config, sweep_dir: Path, trials: pd.DataFrame) -> None:
     _atomic_csv(trials, sweep_dir / "trials.csv")
     front = front_of(cfg, trials)
     _atomic_csv(front, sweep_dir / "pareto.csv")
-    references = teacher_references(cfg, trials)
+    references = references_of(cfg, trials)
     atomic_write_text(sweep_dir / "pareto.md", pareto_markdown(cfg, front, trials, references))
     if len(trials):
         plot_front(cfg, trials, front, sweep_dir / "pareto.png", references)

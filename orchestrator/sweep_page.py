@@ -138,7 +138,9 @@ def page(cfg: Config, sweep_dir: Path, trials: pd.DataFrame, front: pd.DataFrame
              references_html(references, trials, front),
              '<figure><img src="curves.svg" alt="evaluation metric by epoch"><figcaption>Each trial\'s '
              'evaluation metric by epoch. Also <a href="curves.png">PNG</a>.</figcaption></figure>',
-             "<h2>Trials, best first</h2><p>Click a header to sort.</p>",
+             "<h2>Trials, best first</h2><p>Click a header to sort. Train min: the trial's own training and "
+             "evaluation (<code>train_seconds</code>, the console's <code>train X min</code>); a KD-LoRA teacher's "
+             "fine-tuning is in no trial's time (see the references above).</p>",
              _table("trials", header, trial_rows(trials, set(front["trial_id"].astype(str)), runs, page_dir,
                                                  sweep_dir)),
              "<h2>Configuration (sweep.yaml)</h2>",
@@ -150,7 +152,7 @@ def page(cfg: Config, sweep_dir: Path, trials: pd.DataFrame, front: pd.DataFrame
 def write_report(sweep_dir: Path, out_dir: Path, results: Path) -> Path:
     from orchestrator.fs import atomic_write_text
     from orchestrator.plots import plot_curves, plot_front
-    from orchestrator.references import teacher_references
+    from orchestrator.references import references_of
 
     # sweep.yaml holds the tracking URI redacted; the page never connects to it (mlflow_links reads the
     # local default database only), so it is dropped rather than refused.
@@ -163,7 +165,7 @@ def write_report(sweep_dir: Path, out_dir: Path, results: Path) -> Path:
     front = front_of(cfg, trials)
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = curves_of(sweep_dir, [str(t) for t in trials["trial_id"]])
-    references = teacher_references(cfg, trials, results)
+    references = references_of(cfg, trials, results)
     plot_front(cfg, trials, front, out_dir / "front.png", references)
     plot_curves(cfg, trials, curves, out_dir / "curves.png")
     experiment_url, runs = mlflow_links(cfg, results)

@@ -130,6 +130,9 @@ def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) ->
     assert "files: " in closing and f"report: {python} -m orchestrator report {tmp_path / 'quickstart-smoke'}" in closing
     assert f"MLflow UI: {python} -m orchestrator ui --results {tmp_path}" in closing
     assert "Optuna dashboard" not in closing  # --smoke runs a plain grid: no study
+    # the KD-LoRA trial's teacher is the reference the front is judged against (issue 32)
+    assert "reference: FFT teacher (minilm-l3-h384) accuracy " in closing
+    assert "| FFT teacher (minilm-l3-h384) |" in (tmp_path / "quickstart-smoke" / "pareto.md").read_text()
     assert "runs?viewStateShareKey=orchestrator-trials&compareRunsMode=CHART" in closing
 
 

@@ -59,6 +59,7 @@ def test_the_report_holds_front_curves_trials_and_config(tmp_path: Path, capsys:
     assert "t_00000 ★" in text and "t_00002 ★" not in text  # the stopped trial is not on the front
     assert "54.5" in text and "5.0" in text  # params kept % (12 of 22 M) and encoder kept % (0.5 of 10 M)
     assert "3 trials: 2 complete, 1 stopped" in text and "training examples: 1000" in text
+    assert "<td>2.0</td>" in text and "Train min: the trial's own training" in text  # train_seconds, named
     assert "Secret99" not in text and "decay_schedule" in text  # the config, redacted
     for link in re.findall(r'href="([^"]+/(?:metrics\.json|config\.yaml))"', text):
         assert (out / link).resolve().is_file(), link
