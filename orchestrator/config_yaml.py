@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config import ConfigError
+from orchestrator.config import Config, ConfigError, _build, apply_overrides
 from orchestrator.typed import _show
 from orchestrator.validation import path_problem
 
@@ -77,3 +77,17 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: the top level must be a mapping of keys (name:, task:, model:, ...)"])
     return raw
+
+
+def load_recorded(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Config:
+    """A config a sweep recorded (sweep.yaml), for reports: its values checked, but not the model, data and
+    results folders it names, which a report needs none of (results copied to a laptop, a moved ../shared)."""
+    from orchestrator.validation import range_problems, validate_space
+
+    problems: list[str] = []
+    raw = apply_overrides(read_yaml(path), list(overrides or []), problems)
+    cfg = _build(Config, raw, "", problems)
+    problems += [p for p in range_problems(cfg) + validate_space(cfg) if p not in problems]
+    if problems:
+        raise ConfigError(problems, str(path))
+    return cfg

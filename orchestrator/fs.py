@@ -68,3 +68,43 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class LockHeld(Exception):
+    """Another live process holds the lock; `holder` is the pid it wrote into the lock file ('' if unknown)."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        self.path, self.holder = path, holder
+        super().__init__(f"{path} is held by pid {holder or '?'}")
+
+
+@contextlib.contextmanager
+def held_lock(path: Path) -> Iterator[None]:
+    """An flock on `path` held for the block, taken at once or not at all (LockHeld): for what must not run
+    twice at the same time, such as one sweep name. The kernel drops an flock when its holder dies, so a
+    killed process leaves no stale lock; the file (holding the holder's pid, for messages) is removed on exit.
+    """
+    path = Path(path)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)  # CLOEXEC: Ray's processes do not inherit it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise LockHeld(path, holder) from None
+        try:  # the previous holder may have removed the file between our open and flock: lock the current one
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # while still held: a waiter that opened it sees another inode and retries
+        os.close(fd)

@@ -43,7 +43,7 @@ from orchestrator.measure import (  # noqa: F401 - evaluate and to_device are pa
 )
 from orchestrator.recipes import Recipe, StepInputs, get_recipe
 from orchestrator.records import EarlyStopSpec, LoopConfig, RunMetrics, TrialFiles
-from orchestrator.session import Session
+from orchestrator.session import Session, tune_result
 from orchestrator.tasks import TaskSpec, build_dataset, compute_metrics, get_task, load_processor
 from orchestrator.tasks.data import LengthGroupedSampler
 
@@ -334,7 +334,7 @@ def report_epoch(w: Worker, loop: LoopConfig, metrics: dict[str, Any], sizes: di
                                     "status_message": f"diverged: non-finite loss at step {step} with "
                                                       f"train.lr={cfg.train.lr}; lower the learning rate"})
                 write_metrics(out_dir, metrics, w.task)
-        w.session.report(_finite(metrics), ckpt)
+        w.session.report(tune_result(metrics, cfg.search.objectives), ckpt)
     if w.rank == 0:
         append_epoch(out_dir, metrics)
         if loop.mlflow_run_id:
@@ -342,7 +342,7 @@ def report_epoch(w: Worker, loop: LoopConfig, metrics: dict[str, Any], sizes: di
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
-    """What Tune sees: no None and no NaN (it keeps the last finite value of a key otherwise)."""
+    """No None and no NaN: an epochs.jsonl line of strict JSON."""
     return {k: v for k, v in metrics.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
 
 

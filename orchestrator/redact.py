@@ -73,3 +73,26 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(redact_value(v) for v in value)
     return value
+
+
+# A tracking URI holding a secret travels to trials redacted (Tune pickles a trial's arguments and its searcher
+# into tune/*.pkl and Ray's session folder); the real one stays in the driver's environment, which the local Ray
+# it starts (and so every trial and worker) inherits, and `reveal_uri` puts it back where a connection is made.
+TRACKING_URI_VAR = "ORCH_TRACKING_URI"
+
+
+def conceal_uri(uri: str | None) -> str | None:
+    """`uri` redacted for what is written or pickled; the real one kept in this process's environment."""
+    shown = redact_uri(uri)
+    if uri and shown != uri:
+        os.environ[TRACKING_URI_VAR] = uri
+    return shown
+
+
+def reveal_uri(uri: str | None) -> str | None:
+    """The real URI behind one `conceal_uri` returned (when this process or its parent concealed it), else `uri`."""
+    if uri and MASK in uri:
+        real = os.environ.get(TRACKING_URI_VAR)
+        if real and redact_uri(real) == uri:
+            return real
+    return uri

@@ -77,6 +77,10 @@ def preflight(cfg: Config, *, hub: bool = True) -> None:
                 if msg not in problems:
                     problems.append(msg)
         problems += [p for p in _processor_problems(cfg, recipe.data_reference(cfg)) if p not in problems]
+    if hub:  # a real run, not --dry-run: the tracking server must answer before Ray starts
+        from orchestrator.tracking import server_problem
+
+        problems += [p for p in [server_problem(cfg)] if p]
     if problems:
         raise ConfigError(problems)
     _check_local_data(cfg)
@@ -164,7 +168,11 @@ def ensure_ray(cfg: Config, *, log_to_driver: bool = True) -> None:
     # Ray's own INFO/WARNING lines ("Started a local Ray instance", the token notice) only with --verbose.
     quiet = {} if log_to_driver else {"logging_level": logging.ERROR}
     if os.environ.get("RAY_ADDRESS"):  # under `ray job submit`, or a user pointing at a cluster
-        ray.init(log_to_driver=log_to_driver, **quiet)
+        # Workers on other nodes do not inherit this environment: the concealed tracking URI goes with the job.
+        from orchestrator.redact import TRACKING_URI_VAR
+
+        secret = {k: os.environ[k] for k in (TRACKING_URI_VAR,) if k in os.environ}
+        ray.init(log_to_driver=log_to_driver, **quiet, **({"runtime_env": {"env_vars": secret}} if secret else {}))
         return
     # A local Ray for this process; the dashboard is not needed for a local sweep. Its raylet must
     # register within a fixed window that a heavily loaded machine can miss ("timed out during
@@ -230,7 +238,9 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, in_trial: bool = F
     from orchestrator import tracking
     from orchestrator.recipes import get_recipe
 
-    cfg = with_method_defaults(cfg)  # train.lr: null = the method's own, written into config.yaml
+    # train.lr: null = the method's own, written into config.yaml; the tracking password stays out of what Ray
+    # Train pickles (the loop's config), before Ray starts so that its workers inherit where it is kept.
+    cfg = tracking.portable(with_method_defaults(cfg))
     ensure_ray(cfg, log_to_driver=log_to_driver)  # a no-op inside a sweep, whose Ray is up
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ node's address. A `Session` carries them, so one loop serves both places:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,23 @@ class Session:
     make_checkpoint: Callable[[str], Any]  # a folder -> the checkpoint object `report` takes
     wrap_model: Callable[[nn.Module], nn.Module]  # DDP over several workers, else the model itself
     node: str  # this process's node address (a lost node's trial resumes elsewhere)
+
+
+# What an objective the trial could not measure reports: the worst value for its direction. Tune refuses a result
+# without every metric its searcher names (a diverged trial's metric is None), which ended the whole sweep; the
+# searcher (orchestrator/optuna_search.py) tells a trial without `full_budget` as FAIL or PRUNED, never with
+# these values, and trials.csv and the front read metrics.json, where the metric stays null.
+WORST = {"max": -math.inf, "min": math.inf}
+
+
+def tune_result(metrics: dict[str, Any], objectives: list[str]) -> dict[str, Any]:
+    """An epoch's report as Tune takes it: no None or NaN (Tune would keep an older value of that key), and every
+    objective (`metric:max`) present, the worst value standing in for one the epoch did not measure."""
+    result = {k: v for k, v in metrics.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    for objective in objectives:
+        name, _, mode = objective.partition(":")
+        result.setdefault(name, WORST[mode])
+    return result
 
 
 def ray_train_session() -> Session:

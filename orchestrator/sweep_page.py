@@ -23,7 +23,8 @@ import pandas as pd
 
 from orchestrator import recipes
 from orchestrator.budgets import budget_text
-from orchestrator.config import Config, ConfigError, load_config
+from orchestrator.config import Config, ConfigError
+from orchestrator.config_yaml import load_recorded
 from orchestrator.records import TrialFiles
 from orchestrator.redact import redact
 from orchestrator.report import front_of
@@ -156,7 +157,7 @@ def write_report(sweep_dir: Path, out_dir: Path, results: Path) -> Path:
 
     # sweep.yaml holds the tracking URI redacted; the page never connects to it (mlflow_links reads the
     # local default database only), so it is dropped rather than refused.
-    cfg = load_config(sweep_dir / "sweep.yaml", ["tracking.uri=null"])
+    cfg = load_recorded(sweep_dir / "sweep.yaml", ["tracking.uri=null"])  # no model or data folder needed
     csv = sweep_dir / "trials.csv"
     if not csv.is_file():
         raise ConfigError([f"{csv}: not written yet (the sweep writes it when it ends, or on --resume); "

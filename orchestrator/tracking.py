@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrator.config import Config
 from orchestrator.constraints import KEPT_PCT, value_of
-from orchestrator.redact import redact, redact_uri
+from orchestrator.redact import conceal_uri, redact, redact_uri, reveal_uri
 
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -62,7 +62,7 @@ SIZE_KEYS = ("params", "params_no_embeddings", "base_params", "base_params_no_em
 def tracking_uri(cfg: Config) -> str:
     """The URI to connect with; it may hold a password or token: print `printable_uri` instead."""
     if cfg.tracking.uri:
-        return cfg.tracking.uri
+        return reveal_uri(cfg.tracking.uri) or ""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return default_uri(cfg)
@@ -73,15 +73,62 @@ def default_uri(cfg: Config) -> str:
     return f"sqlite:///{Path(cfg.results_dir).resolve() / DB_FILE}"
 
 
+def portable(cfg: Config) -> Config:
+    """`cfg` as it may travel to trials and into Tune's files: its tracking URI without a password or token
+    (`tracking_uri` finds the real one again, orchestrator/redact.py's conceal_uri). Call it before Ray starts."""
+    from orchestrator.config import with_values
+
+    shown = conceal_uri(cfg.tracking.uri)
+    return cfg if shown == cfg.tracking.uri else with_values(cfg, {"tracking.uri": shown})
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def server_problem(cfg: Config) -> str | None:
+    """Why the tracking server of an http(s) URI cannot be used, checked in seconds before a run starts (an
+    unreachable one cost 267 s of retries and a 112-line traceback); None when it answers or is not a server."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(tracking_uri(cfg))
+    if parts.scheme not in ("http", "https"):
+        return None
+    key = "tracking.uri" if cfg.tracking.uri else "MLFLOW_TRACKING_URI"
+    try:
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number
+        return f"{key}: {printable_uri(cfg)} has no valid port"
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        return (f"{key}: cannot reach the MLflow tracking server at {host}:{port} ({exc.strerror or exc}); "
+                f"start it (mlflow server --host {host} --port {port}) or fix {key}")
+    return None
+
+
 def printable_uri(cfg: Config) -> str:
     """tracking_uri with passwords and tokens replaced by *** (for messages and logs)."""
     return redact_uri(tracking_uri(cfg)) or ""
 
 
+_MIGRATED: set[str] = set()  # sqlite databases this process has opened (and MLflow migrated) once
+
+
 def client(cfg: Config) -> Any:
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri(cfg))
+    uri = tracking_uri(cfg)
+    if not uri.startswith("sqlite:///") or uri in _MIGRATED:
+        return MlflowClient(uri)
+    # The first client of a database creates or upgrades its schema; two processes doing it at once on one new
+    # file failed with "duplicate column name: step". One at a time, under a lock beside the database.
+    from orchestrator.fs import file_lock
+
+    with file_lock(Path(uri[len("sqlite:///"):].split("?")[0] + ".lock")):
+        made = MlflowClient(uri)
+    _MIGRATED.add(uri)
+    return made
 
 
 def experiment_id(cfg: Config, name: str | None = None) -> str:

@@ -10,6 +10,7 @@ finds them again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import sys
@@ -21,6 +22,7 @@ import pandas as pd
 from orchestrator import asha, console, tracking
 from orchestrator.config import (
     Config,
+    as_written,
     config_from_dict,
     dump_yaml,
     objective_pairs,
@@ -28,6 +30,7 @@ from orchestrator.config import (
     with_values,
 )
 from orchestrator.console import ConsoleCallback
+from orchestrator.fs import LockHeld, held_lock
 from orchestrator.pareto import hypervolume
 from orchestrator.records import EarlyStopSpec
 from orchestrator.redact import redact
@@ -45,6 +48,7 @@ from orchestrator.search import (
 from orchestrator.sweep_outputs import collect_rows, finished_metrics, write_outputs
 
 TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
+LOCK_FILE = ".sweep.lock"  # held by the sweep's driver while it runs (orchestrator/fs.py held_lock)
 # Pins each trial's function (and so its Train controller, which Ray places beside it) to the head node:
 # it holds no CPU, and a worker node lost mid-trial then costs only the trial's workers, which Ray Train
 # restarts elsewhere from the last checkpoint. Losing the head ends the job anyway.
@@ -95,8 +99,10 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str |
     done = finished_metrics(trial_dir)
     if done is not None:
         # Finished before the driver was lost (--resume): report what it wrote instead of training again.
+        from orchestrator.session import tune_result
+
         tracking.close_trial_run(cfg, trial_id, done)
-        tune.report(done)
+        tune.report(tune_result(done, cfg.search.objectives))  # a diverged one's metric is null
         return
     early_stop = None
     rungs = asha.rung_epochs(cfg.search.grace_period, cfg.train.epochs, cfg.search.reduction_factor)
@@ -153,9 +159,7 @@ def make_searcher(cfg: Config, storage: str | None = None) -> Any:
 
 
 def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
-    from ray import tune
-
-    from orchestrator.run import ensure_ray, preflight, resolve_trainer, use_gpu
+    from orchestrator.run import preflight, resolve_trainer
 
     if smoke:
         cfg = smoke_config(cfg)
@@ -163,55 +167,47 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     preflight(cfg)
     remember_config(cfg)  # what a restored ParentRunCallback logs with (it pickles no config)
     sweep_dir = Path(cfg.results_dir) / cfg.name
-    experiment = sweep_dir / TUNE_DIR
-    problem = fate_problem(sweep_dir, resume=resume)
-    if problem:  # decided before anything is written: no sweep.yaml overwritten, no orphan MLflow run
-        print(f"error: {problem}", file=sys.stderr)
+    made = [d for d in (sweep_dir, *sweep_dir.parents) if not d.exists()]
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # One driver per sweep name for the sweep's whole life: the check below and every write after it happen
+        # under this lock, so two starts of one name (or a --resume beside a running sweep) cannot both run.
+        with held_lock(sweep_dir / LOCK_FILE):
+            problem = fate_problem(sweep_dir, resume=resume)
+            if problem:  # decided before anything is written: no sweep.yaml overwritten, no orphan MLflow run
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
+            return _run_locked(cfg, sweep_dir, resume=resume, smoke=smoke)
+    except LockHeld as held:
+        print(f"error: a sweep named {cfg.name!r} is already running (pid {held.holder or '?'}, holding {held.path}); "
+              "wait for it to end, or choose another name (--set name=...)", file=sys.stderr)
         return 2
+    finally:
+        for folder in made:  # a refused sweep leaves no folder behind (each goes only if empty)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _run_locked(cfg: Config, sweep_dir: Path, *, resume: bool, smoke: bool) -> int:
+    """The sweep itself, its lock held: Ray, the parent run and sweep.yaml, Tune, then the outputs."""
+    from orchestrator.run import ensure_ray, use_gpu
+
+    public = tracking.portable(cfg)  # what trials and Tune's pickles get: before Ray starts (its workers inherit)
     ensure_ray(cfg, log_to_driver=console.verbose())  # worker output only with --verbose (console.py)
-    gpu = use_gpu(cfg)
-    in_trial = cfg.resources.trainer == "trial"
     parent_run_id = tracking.find_run(cfg, "sweep_role", "parent") if resume else None
     if parent_run_id is None:
         parent_run_id = tracking.start_parent_run(cfg)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / "sweep.yaml").write_text(dump_yaml(cfg) + "\n# search space\n"
+        (sweep_dir / "sweep.yaml").write_text(dump_yaml(as_written(cfg)) + "\n# search space\n"
                                               + "".join(f"# {redact(line)}\n" for line in describe_space(cfg)))
         tracking.log_artifacts(cfg, parent_run_id, [sweep_dir / "sweep.yaml"])
-    trainable = tune.with_resources(tune.with_parameters(run_trial, base=cfg.to_dict(), parent_run_id=parent_run_id),
-                                    trial_resources(cfg, gpu))
-    if resume:
-        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
-                                   restart_errored=True)
-    else:
-        explicit = first_points(cfg, prefer_config=False) if smoke else grid_points(cfg) if cfg.search.sampler == "grid" else None
-        if explicit is not None:
-            param_space, search_alg, num_samples = {"point": tune.grid_search(explicit)}, None, 1
-        else:
-            from orchestrator.optuna_search import storage_url
-
-            storage = storage_url(cfg.search.storage, sweep_dir)
-            param_space, search_alg, num_samples = {}, make_searcher(cfg, storage), cfg.search.num_samples
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
-                                        max_concurrent_trials=max_concurrent(cfg, gpu), reuse_actors=in_trial,
-                                        trial_dirname_creator=lambda trial: trial.trial_id,
-                                        trial_name_creator=lambda trial: trial.trial_id),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=str(sweep_dir), verbose=1 if console.verbose() else 0,
-                # A trial training in its own process is restarted by Tune from its last checkpoint (as Ray
-                # Train restarts a TorchTrainer's lost workers); only the latest checkpoint is kept.
-                failure_config=tune.FailureConfig(max_failures=2 if in_trial else 0),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[ParentRunCallback(cfg, parent_run_id),
-                           *([] if console.verbose() else [ConsoleCallback(cfg, num_samples * len(explicit or [0]))])]),
-        )
-    grid = tuner.fit()
-    rows = collect_rows(cfg, grid)
-    write_outputs(cfg, sweep_dir, rows)
-    close_parent_run(cfg, parent_run_id, sweep_dir, rows)
+    try:
+        grid = make_tuner(cfg, public, sweep_dir, parent_run_id, resume=resume, smoke=smoke, gpu=use_gpu(cfg)).fit()
+        rows = collect_rows(cfg, grid)
+        write_outputs(cfg, sweep_dir, rows)
+        close_parent_run(cfg, parent_run_id, sweep_dir, rows)
+    except BaseException:  # the parent run does not stay RUNNING for ever; --resume reopens it
+        tracking.finish_run(cfg, parent_run_id, "FAILED")
+        raise
     if not smoke:  # smoke trials are full-budget too, but on a few dozen examples: keep them off the boards
         from orchestrator.leaderboard import refresh
 
@@ -220,6 +216,44 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
                                 tracking.local_view_url(cfg)):
         print(f"[{cfg.name}] {line}")
     return 0
+
+
+def make_tuner(cfg: Config, public: Config, sweep_dir: Path, parent_run_id: str, *, resume: bool, smoke: bool,
+               gpu: bool) -> Any:
+    """The sweep's Tuner, new or restored. Trials and the searcher get `public` (no tracking password: Tune
+    pickles both into tune/ and Ray's session folder); the callbacks, which run in this driver, the real config."""
+    from ray import tune
+
+    in_trial = cfg.resources.trainer == "trial"
+    trainable = tune.with_resources(tune.with_parameters(run_trial, base=public.to_dict(), parent_run_id=parent_run_id),
+                                    trial_resources(cfg, gpu))
+    experiment = sweep_dir / TUNE_DIR
+    if resume:
+        return tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, restart_errored=True)
+    explicit = first_points(cfg, prefer_config=False) if smoke else grid_points(cfg) if cfg.search.sampler == "grid" else None
+    if explicit is not None:
+        param_space, search_alg, num_samples = {"point": tune.grid_search(explicit)}, None, 1
+    else:
+        from orchestrator.optuna_search import storage_url
+
+        storage = storage_url(cfg.search.storage, sweep_dir)
+        param_space, search_alg, num_samples = {}, make_searcher(public, storage), cfg.search.num_samples
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
+                                    max_concurrent_trials=max_concurrent(cfg, gpu), reuse_actors=in_trial,
+                                    trial_dirname_creator=lambda trial: trial.trial_id,
+                                    trial_name_creator=lambda trial: trial.trial_id),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR, storage_path=str(sweep_dir), verbose=1 if console.verbose() else 0,
+            # A trial training in its own process is restarted by Tune from its last checkpoint (as Ray
+            # Train restarts a TorchTrainer's lost workers); only the latest checkpoint is kept.
+            failure_config=tune.FailureConfig(max_failures=2 if in_trial else 0),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[ParentRunCallback(cfg, parent_run_id),
+                       *([] if console.verbose() else [ConsoleCallback(cfg, num_samples * len(explicit or [0]))])]),
+    )
 
 
 def trial_resources(cfg: Config, gpu: bool) -> dict[str, float]:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from orchestrator.cli import MAX_LINE, bounded, run_main
@@ -136,3 +137,223 @@ def test_each_subcommand_prints_its_own_usage_line(command: str, module: str) ->
     own = subprocess.run([sys.executable, "-m", f"orchestrator.{module}", "--help"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=120)
     assert own.returncode == 0 and own.stdout.startswith(f"usage: python -m orchestrator.{module} ")
+
+
+# ------------------------------------------------------------------ 31.1: what a diverged trial reports to Tune
+
+
+def test_a_diverged_epoch_reports_every_objective_at_its_worst() -> None:
+    """Tune refuses a result without a metric its searcher names; the loop dropped the diverged trial's None."""
+    import math
+
+    from orchestrator.session import tune_result
+
+    diverged = {"epoch": 1, "metric": None, "loss": math.nan, "diverged": True, "params": 10}
+    result = tune_result(diverged, ["metric:max", "params:min", "train_seconds:min"])
+    assert result["metric"] == -math.inf and result["train_seconds"] == math.inf and result["params"] == 10
+    assert result["diverged"] is True and "loss" not in result
+    assert diverged["metric"] is None  # metrics.json and trials.csv keep null
+
+
+def test_a_diverged_trial_is_failed_in_optuna_not_told_its_stand_in_values() -> None:
+    import math
+
+    import optuna
+
+    from orchestrator.optuna_search import FullBudgetOptunaSearch
+
+    searcher = FullBudgetOptunaSearch(space=lambda trial: {"x": trial.suggest_float("x", 0, 1)},
+                                      metric=["metric", "params"], mode=["max", "min"])
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t1", {"metric": -math.inf, "params": 1.0, "diverged": True, "full_budget": False})
+    assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.FAIL
+
+
+# ------------------------------------------------------------------ 31.2: one sweep name runs once
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from orchestrator.fs import held_lock
+with held_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def hold_lock(path: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_held_lock_is_refused_at_once_and_a_dead_holder_leaves_none(tmp_path: Path) -> None:
+    from orchestrator.fs import LockHeld, held_lock
+
+    lock = tmp_path / ".sweep.lock"
+    holder = hold_lock(lock)
+    try:
+        with pytest.raises(LockHeld) as info, held_lock(lock):
+            pass
+        assert info.value.holder == str(holder.pid)
+    finally:
+        holder.kill()  # SIGKILL: a killed driver runs no clean-up
+        holder.wait()
+    assert lock.exists()  # left behind, but its flock went with the process
+    with held_lock(lock):
+        assert lock.read_text() == f"{os.getpid()}\n"
+    assert not lock.exists()
+
+
+def _refused_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, resume: bool) -> tuple[int, list[str]]:
+    from orchestrator import run, tracking, tune
+
+    touched: list[str] = []
+    monkeypatch.setattr(run, "preflight", lambda cfg: None)
+    monkeypatch.setattr(run, "ensure_ray", lambda *a, **k: touched.append("ray"))
+    monkeypatch.setattr(tracking, "start_parent_run", lambda *a, **k: touched.append("mlflow"))
+    cfg = load_config(None, [f"results_dir={tmp_path / 'results'}", "name=race1"], base=BASE)
+    return tune.run_sweep(cfg, resume=resume), touched
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_second_start_of_a_running_sweep_exits_2_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture, resume: bool) -> None:
+    sweep_dir = tmp_path / "results" / "race1"
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "sweep.yaml").write_text("name: race1\n")  # the first one's, mid-run
+    holder = hold_lock(sweep_dir / ".sweep.lock")
+    try:
+        code, touched = _refused_sweep(tmp_path, monkeypatch, resume=resume)
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert code == 2 and "a sweep named 'race1' is already running" in err and f"pid {holder.pid}" in err
+    assert touched == [] and (sweep_dir / "sweep.yaml").read_text() == "name: race1\n"
+
+
+def test_a_refused_sweep_leaves_no_folder_or_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, touched = _refused_sweep(tmp_path, monkeypatch, resume=True)  # nothing to resume
+    assert code == 2 and touched == [] and not (tmp_path / "results").exists()
+
+
+def test_mlflow_schema_creation_happens_under_a_lock_beside_the_database(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes creating one new sqlite database both ran MLflow's migration ('duplicate column name')."""
+    import fcntl
+
+    import mlflow.tracking
+
+    from orchestrator import tracking
+
+    cfg = load_config(None, [f"results_dir={tmp_path}"], base=BASE)
+    lock = tmp_path / "mlflow.db.lock"
+    seen = []
+
+    class Probe:
+        def __init__(self, uri: str) -> None:
+            with open(lock) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    seen.append("free")
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    seen.append("held")
+
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", Probe)
+    monkeypatch.setattr(tracking, "_MIGRATED", set())
+    tracking.client(cfg)
+    assert seen == ["held"]
+
+
+# ------------------------------------------------------------------ 31.3: no tracking password in Tune's pickles
+
+PASSWORD = "s3cr3t%2Fpw"
+SECRET_URI = f"http://alice:{PASSWORD}@127.0.0.1:5999"
+
+
+def test_what_travels_to_trials_and_the_searcher_holds_no_password(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray import cloudpickle
+
+    from orchestrator import tracking, tune
+    from orchestrator.config import config_from_dict
+    from orchestrator.redact import TRACKING_URI_VAR
+
+    monkeypatch.delenv(TRACKING_URI_VAR, raising=False)
+    cfg = load_config(QUICKSTART, [f"tracking.uri={SECRET_URI}", f"results_dir={tmp_path}"])
+    public = tracking.portable(cfg)
+    assert PASSWORD not in str(public.to_dict()) and public.tracking.uri == "http://alice:***@127.0.0.1:5999"
+    searcher = tune.make_searcher(public, f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher.suggest("t1")
+    searcher.save(str(tmp_path / "searcher-state.pkl"))
+    for blob in (cloudpickle.dumps(public.to_dict()), cloudpickle.dumps(searcher),
+                 (tmp_path / "searcher-state.pkl").read_bytes()):
+        assert PASSWORD.encode() not in blob
+    # a trial rebuilds the public config and still connects with the real URI (the environment it inherits)
+    assert tracking.tracking_uri(config_from_dict(public.to_dict())) == SECRET_URI
+    assert os.environ[TRACKING_URI_VAR] == SECRET_URI
+
+
+def test_a_concealed_uri_is_not_revealed_for_another_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.redact import TRACKING_URI_VAR, conceal_uri, reveal_uri
+
+    monkeypatch.setenv(TRACKING_URI_VAR, "http://bob:other-secret@host:1")
+    assert conceal_uri("sqlite:///x.db") == "sqlite:///x.db"  # nothing to hide: the environment is left alone
+    assert reveal_uri("http://alice:***@127.0.0.1:5999") == "http://alice:***@127.0.0.1:5999"
+
+
+# ------------------------------------------------------------------ 31.5: an unreachable tracking server
+
+
+def test_an_unreachable_tracking_server_is_refused_naming_the_host(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                   shared_models: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, err = cli("orchestrator.sweep", ["--config", str(QUICKSTART), "--set", f"results_dir={tmp_path}",
+                                           "--set", f"tracking.uri=http://alice:{PASSWORD}@127.0.0.1:{port}"], capsys)
+    assert code == 2 and f"cannot reach the MLflow tracking server at 127.0.0.1:{port}" in err, err
+    assert PASSWORD not in err and err.count("\n") == 1 and not ray_running()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ 32.3: reports need only the results
+
+
+def test_the_report_and_leaderboard_work_when_model_and_data_folders_are_gone(tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    import yaml
+
+    from orchestrator import leaderboard, sweep_page
+    from tests.test_sweep_page import make_sweep
+
+    sweep_dir = make_sweep(tmp_path / "results")
+    recorded = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+    recorded.update({"model": str(tmp_path / "moved" / "model"), "data_dir": str(tmp_path / "moved" / "data")})
+    (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump(recorded))
+    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials["model"] = recorded["model"]  # the column a sweep writes; the folder it names is gone
+    trials.to_csv(sweep_dir / "trials.csv", index=False)
+    assert sweep_page.main(["page", "--results", str(tmp_path / "results")]) == 0
+    assert (sweep_dir / "report" / "index.html").is_file()
+    assert leaderboard.main(["--results", str(tmp_path / "results")]) == 0, capsys.readouterr().err
+
+
+def test_sweep_yaml_records_paths_as_the_user_wrote_them(tmp_path: Path) -> None:
+    from orchestrator.config import as_written
+
+    (tmp_path / "real-model").mkdir()
+    (tmp_path / "real-model" / "config.json").write_text("{}")
+    (tmp_path / "link").symlink_to(tmp_path / "real-model")
+    os.chdir(tmp_path)
+    try:
+        cfg = load_config(None, ["model=./link", "results_dir=res"], base=BASE)
+    finally:
+        os.chdir(REPO)
+    assert cfg.model == str(tmp_path / "real-model") and cfg.results_dir == str(tmp_path / "res")  # what Ray gets
+    written = as_written(cfg)
+    assert written.model == "./link" and written.results_dir == "res"
