@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Paper scale on one GPU: search_spaces/paper-scale-gpu.yaml (FFT, LoRA, KD-LoRA mpnet-base -> MiniLM-L6,
+# PC-LoRA r32 with both starts, on all-mpnet-base-v2) and search_spaces/paper-ceiling-gpu.yaml (the student's
+# own FFT) on IMDb and four GLUE tasks, all on one local Ray cluster. Started detached (setsid) by a device call
+# from a copy of the repository in STAGE/repo; writes /tmp/paper/status.txt.
+#   usage: bash results/gpu/paper-scale/run.sh STAGE   (STAGE holds all-mpnet-base-v2, minilm-l6-h384, data/)
+# Continues where the last run stopped: a sweep whose committed trials.csv (results/gpu/paper-scale/NAME/) has
+# every trial complete is skipped; one whose folder this machine already holds is resumed (--resume).
+set -u
+stage=${1:-/tmp/stage}
+out=/tmp/paper
+committed=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+cd "$stage/repo"
+export PYTHONPATH=/tmp/site:$PWD NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled TOKENIZERS_PARALLELISM=false
+export RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S=1800
+(while true; do nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader >> "$out/gpu_util.csv"; sleep 2; done) &
+python3 -m ray.scripts.scripts start --head --num-cpus 16 --num-gpus 1 --include-dashboard=false --disable-usage-stats > "$out/ray_start.log" 2>&1
+export RAY_ADDRESS=auto
+echo "start $(date -u +%FT%TZ) commit $(cat "$stage/commit" 2>/dev/null)" >> "$out/status.txt"
+
+finished() {  # every row of the committed trials.csv is complete
+  local csv=$committed/$1/trials.csv
+  [ -f "$csv" ] && python3 -c "import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); sys.exit(0 if r and all(x['status']=='complete' for x in r) else 1)" "$csv"
+}
+sweep() {  # name task config [extra --set ...]
+  local name=$1 task=$2 config=$3; shift 3
+  if finished "$name"; then echo "$name skipped (committed, complete)" >> "$out/status.txt"; return; fi
+  local resume=(); [ -d "$out/results/$name" ] && resume=(--resume)
+  python3 -m orchestrator.sweep --config "$config" --set "data_dir=$stage/data" --set "results_dir=$out/results" \
+    --set "task=$task" --set "name=$name" --set "tracking.uri=sqlite:///$out/mlflow-$name.db" "${resume[@]}" "$@" \
+    > "$out/$name.log" 2>&1
+  echo "$name rc=$? $(date -u +%FT%TZ)" >> "$out/status.txt"
+}
+teacher=(--set "model=$stage/all-mpnet-base-v2" --set "method.student=$stage/minilm-l6-h384")
+ceiling=(--set "model=$stage/minilm-l6-h384")
+glue=(--set train.max_length=128 --set train.epochs=5 --set method.teacher_epochs=3)
+# IMDb first (the paper's own task and the longest sequences), then the small GLUE tasks, SST-2 (67 k) last with
+# one epoch and each method's middle rate.
+sweep paper-imdb imdb search_spaces/paper-scale-gpu.yaml "${teacher[@]}" &
+sweep paper-imdb-ceiling imdb search_spaces/paper-ceiling-gpu.yaml "${ceiling[@]}" &
+sleep 30
+for t in mrpc stsb cola; do
+  sweep paper-$t glue/$t search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${glue[@]}" &
+  sweep paper-$t-ceiling glue/$t search_spaces/paper-ceiling-gpu.yaml "${ceiling[@]}" "${glue[@]:0:4}" &
+done
+sleep 30
+sst2=(--set train.max_length=128 --set train.epochs=1 --set method.teacher_epochs=1
+  --set 'space.train.lr={"per_method": {"fft": {"grid": [3.0e-5]}, "lora": {"grid": [5.0e-4]}, "kd_lora": {"grid": [1.0e-3]}, "pc_lora": {"grid": [5.0e-4]}}}'
+  --set 'space.method.adapter_init={"grid": ["svd"]}')
+sweep paper-sst2 glue/sst2 search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${sst2[@]}" &
+sweep paper-sst2-ceiling glue/sst2 search_spaces/paper-ceiling-gpu.yaml "${ceiling[@]}" --set train.max_length=128 \
+  --set train.epochs=1 --set 'space.train.lr={"grid": [1.0e-4]}' &
+wait $(jobs -p | tail -n +2)
+echo "done $(date -u +%FT%TZ)" >> "$out/status.txt"
