@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.config import Config, with_values
+from orchestrator.config import Config, ConfigError, with_values
 from orchestrator.records import read_metrics
 
 
@@ -47,13 +47,30 @@ class Reference:
         return 100 * float(metric) / self.metric
 
 
-def _point(row: pd.Series) -> dict[str, Any]:
+def _integer_field(cfg: Config, key: str) -> bool:
+    """Whether the config declares the dotted `key` an integer (`int` or `int | None`)."""
+    import dataclasses
+
+    *parents, name = key.split(".")
+    obj: Any = cfg
+    for part in parents:
+        obj = getattr(obj, part, None)
+    if obj is None or not dataclasses.is_dataclass(obj):
+        return False
+    declared = {f.name: str(f.type) for f in dataclasses.fields(obj)}.get(name, "")
+    return declared.split(" | ")[0] == "int"
+
+
+def _point(row: pd.Series, cfg: Config) -> dict[str, Any]:
     """The searched settings of a trials.csv row (what `with_values` needs to rebuild its config)."""
     searched = row.get("searched")
     keys = [k for k in str(searched).split(",") if k] if isinstance(searched, str) else []
-    # numpy scalars (from a DataFrame) as the plain Python values a config holds
-    return {k: row[k].item() if hasattr(row[k], "item") else row[k]
-            for k in ["method.name", *keys] if k in row.index and pd.notna(row[k])}
+    # numpy scalars (from a DataFrame) as the plain Python values a config holds; a column of integers with
+    # blanks (student_layers of the PC-LoRA rows) reads as floats: 2.0 is given back as 2
+    point = {k: row[k].item() if hasattr(row[k], "item") else row[k]
+             for k in ["method.name", *keys] if k in row.index and pd.notna(row[k])}
+    return {k: int(v) if isinstance(v, float) and v.is_integer() and _integer_field(cfg, k) else v
+            for k, v in point.items()}
 
 
 def teacher_references(cfg: Config, trials: pd.DataFrame, results_dir: str | Path | None = None) -> list[Reference]:
@@ -66,8 +83,8 @@ def teacher_references(cfg: Config, trials: pd.DataFrame, results_dir: str | Pat
     found: dict[str, Reference] = {}
     for _, row in trials.iterrows() if len(trials) else []:
         try:
-            trial_cfg = with_values(cfg, _point(row))
-        except Exception:  # a row from an older config layout: no teacher to find
+            trial_cfg = with_values(cfg, _point(row, cfg))
+        except ConfigError:  # a row from an older config layout: no teacher to find
             continue
         if not recipes.get_recipe(trial_cfg.method.name).needs_teacher(trial_cfg):
             continue

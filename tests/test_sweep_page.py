@@ -34,8 +34,10 @@ def make_sweep(results: Path) -> Path:
          "metric": 0.55, "status": "stopped", "full_budget": False, **BASE, "params": 11_000_000,
          "params_no_embeddings": 300_000, "flops": 4e7, "train_seconds": 60.0},
     ]
+    # `searched` as a sweep writes it: the KD-LoRA row's student_layers reads back as 3.0 (a column with blanks)
     pd.DataFrame([{**r, "metric_name": "accuracy", "task": "glue/sst2", "train.epochs": 3, "train.max_examples": 1000,
-                   "train.max_length": 64} for r in rows]).to_csv(sweep_dir / "trials.csv", index=False)
+                   "train.max_length": 64, "searched": "method.name,method.rank,method.student_layers"}
+                  for r in rows]).to_csv(sweep_dir / "trials.csv", index=False)
     for r, epochs in zip(rows, (3, 3, 2), strict=True):
         folder = sweep_dir / "trials" / r["trial_id"]
         folder.mkdir(parents=True)
@@ -95,7 +97,8 @@ def add_teacher(sweep_dir: Path, metric: float = 0.85) -> Path:
     from orchestrator.run import TEACHERS_DIR, teacher_key
 
     cfg = load_config(sweep_dir / "sweep.yaml", ["tracking.uri=null"])
-    folder = sweep_dir.parent / TEACHERS_DIR / teacher_key(with_values(cfg, {"method.name": "kd_lora"}))
+    kd = {"method.name": "kd_lora", "method.rank": 4, "method.student_layers": 3}
+    folder = sweep_dir.parent / TEACHERS_DIR / teacher_key(with_values(cfg, kd))
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"metric": metric, "metric_name": "accuracy", **BASE,
                                                      "train_seconds": 96.0}))

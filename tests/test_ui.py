@@ -374,3 +374,7 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
     assert code in (0, -signal.SIGINT, 130), code
     print(f"orchestrator.ui exited with {code} after Ctrl-C")
     assert listening_addresses(port) == set()
+    # only the tool's own lines (issue 32): no access log for the pages just loaded, no `--host 0.0.0.0` advice
+    console = (tmp_path / "ui.log").read_text()
+    assert "ready: http://127.0.0.1:" in console and "0.0.0.0" not in console and '"GET /' not in console, console
+    assert "Warning" not in console, console
