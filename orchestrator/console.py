@@ -13,6 +13,7 @@ import math
 import os
 import time
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 VERBOSE_ENV = "ORCH_VERBOSE"
@@ -130,6 +131,49 @@ def progress_line(counts: dict[str, int], total: int, best: float | None, starte
             f"{best_text}; {elapsed / 60:.1f} min{eta_text}")
 
 
+@dataclass
+class Progress:
+    """The progress line's state, from the trials' own reports: counts by status, the best complete metric,
+    and for the ETA each running trial's epochs done and every trial's seconds per epoch."""
+
+    total: int
+    epochs: int
+    bound: bool = False  # early stopping may end trials sooner: the ETA is an upper bound
+    started: float = field(default_factory=time.time)
+    counts: dict[str, int] = field(default_factory=dict)
+    best: float | None = None
+    slots: int = 1  # the most trials seen running side by side
+    done: dict[str, int] = field(default_factory=dict)  # running trial -> epochs done
+    own: dict[str, float] = field(default_factory=dict)  # trial -> seconds per epoch
+
+    def start(self, trial_id: str, running: int) -> None:
+        self.done[trial_id] = 0
+        self.slots = max(self.slots, running, len(self.done))
+
+    def epoch(self, trial_id: str, result: dict[str, Any]) -> None:
+        self.done[trial_id] = int(result["epoch"])
+        seconds = epoch_seconds(result)
+        if seconds is not None:
+            self.own[trial_id] = seconds
+
+    def finish(self, trial_id: str, status: str, metric: float | None, running: list[str]) -> None:
+        self.counts[status] = self.counts.get(status, 0) + 1
+        if status == "complete" and metric is not None:
+            self.best = metric if self.best is None else max(self.best, metric)
+        self.done.pop(trial_id, None)
+        self.counts["running"] = len(running)
+
+    def eta(self) -> float | None:
+        running = [(n, self.own.get(t)) for t, n in self.done.items()]
+        finished = sum(n for k, n in self.counts.items() if k != "running")
+        return eta_seconds(running, max(0, self.total - finished - len(running)), self.epochs,
+                           list(self.own.values()), self.slots)
+
+    def line(self, *, teacher: bool = False) -> str:
+        return progress_line(self.counts, self.total, self.best, self.started, self.eta(), bound=self.bound,
+                             teacher=teacher)
+
+
 class ConsoleCallback:
     """A Tune callback printing `epoch_line` per report and `trial_line` + `progress_line` per finished trial."""
 
@@ -178,27 +222,19 @@ class ConsoleCallback:
 
         class _Callback(Callback):
             def __init__(self) -> None:
-                self.started, self.best, self.slots = time.time(), None, 1
-                self.counts: dict[str, int] = {}
-                # running trials' epochs done and seconds per epoch; every seconds-per-epoch seen (for the ETA)
-                self.epochs: dict[str, int] = {}
-                self.own: dict[str, float] = {}
+                self.progress = Progress(total=total, epochs=cfg.train.epochs, bound=cfg.search.scheduler != "none")
 
             def _print(self, text: str) -> None:
                 print(f"[{cfg.name}] {text}", flush=True)
 
             def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                self.epochs[trial.trial_id] = 0
-                self.slots = max(self.slots, sum(1 for t in trials if t.status == "RUNNING"), len(self.epochs))
+                self.progress.start(trial.trial_id, sum(1 for t in trials if t.status == "RUNNING"))
                 method, label = describe(trial)
                 self._print(f"{trial.trial_id} {method} {label} started{teacher_note(trial)}")
 
             def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
                 if "epoch" in result:
-                    self.epochs[trial.trial_id] = int(result["epoch"])
-                    own = epoch_seconds(result)
-                    if own is not None:
-                        self.own[trial.trial_id] = own
+                    self.progress.epoch(trial.trial_id, result)
                     self._print(epoch_line(trial.trial_id, describe(trial)[0], result, cfg.train.epochs))
 
             def _finished(self, trials: list, trial: Any, error: bool) -> None:
@@ -206,21 +242,11 @@ class ConsoleCallback:
 
                 result = trial.last_result or {}
                 status = trial_status(result, "error" if error else None, bool(result.get("full_budget")))
-                self.counts[status] = self.counts.get(status, 0) + 1
-                metric = _number(result, "metric")
-                if status == "complete" and metric is not None:
-                    self.best = metric if self.best is None else max(self.best, metric)
                 method, label = describe(trial)
                 self._print(trial_line(trial.trial_id, method, label, result, status))
-                self.epochs.pop(trial.trial_id, None)
-                running = [(self.epochs.get(t.trial_id, 0), self.own.get(t.trial_id))
-                           for t in trials if t.status == "RUNNING" and t is not trial]
-                self.counts["running"] = len(running)
-                done = sum(n for k, n in self.counts.items() if k != "running")
-                eta = eta_seconds(running, max(0, total - done - len(running)), cfg.train.epochs,
-                                  list(self.own.values()), self.slots)
-                self._print(progress_line(self.counts, total, self.best, self.started, eta,
-                                          bound=cfg.search.scheduler != "none", teacher=teacher_pending()))
+                running = [t.trial_id for t in trials if t.status == "RUNNING" and t is not trial]
+                self.progress.finish(trial.trial_id, status, _number(result, "metric"), running)
+                self._print(self.progress.line(teacher=teacher_pending()))
 
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self._finished(trials, trial, error=False)

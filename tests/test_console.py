@@ -114,3 +114,19 @@ def test_the_summary_judges_the_front_against_the_teacher(tmp_path) -> None:
     lines = console.summary(cfg, trials, front_of(cfg, trials), sweep_dir)
     assert ("reference: FFT teacher (minilm-l6-h384) accuracy 0.8500, params 100.0 % (enc 100.0 %), FLOPs 100.0 %; "
             "the front's best is 94.1 % of it; fine-tuned once in 1.6 min, apart from the trials' times") in lines
+
+
+def test_progress_follows_the_trials_reports() -> None:
+    """The callback's bookkeeping: two trials side by side, one finishes; the ETA is the other's epochs left at
+    its own pace plus the pending trials' at the mean pace, over two slots."""
+    progress = console.Progress(total=4, epochs=3, bound=True)
+    progress.start("a", running=1)
+    progress.start("b", running=2)
+    for epoch in (1, 2, 3):
+        progress.epoch("a", {"epoch": epoch, "train_loop_seconds": 30.0 * epoch, "eval_seconds": 10.0 * epoch})
+    progress.epoch("b", {"epoch": 1, "train_loop_seconds": 8.0, "eval_seconds": 2.0})
+    progress.finish("a", "complete", 0.8, running=["b"])
+    # b: 2 epochs left at 10 s; 2 pending trials x 3 epochs at the mean of 40 and 10 s; 2 slots
+    assert progress.eta() == (2 * 10 + 2 * 3 * 25) / 2
+    line = progress.line(teacher=False)
+    assert "trials 1/4 done (1 complete), 1 running; best metric 0.8000" in line and line.endswith("ETA ≤ 1.4 min")
