@@ -270,7 +270,7 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: s
             result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             lines.append("  " + trial_line(str(row["trial_id"]), str(row["method.name"]), recipes.label(row), result,
                                            ""))
-    lines += reference_lines(cfg, trials, front)
+    lines += reference_lines(cfg, trials, front, sweep_dir)
     from orchestrator.shell import module_command, relative_path
 
     lines += [f"files: {relative_path(sweep_dir)}/trials.csv, pareto.csv, pareto.md, pareto.png (and .svg)",
@@ -291,11 +291,11 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: s
     return lines
 
 
-def reference_lines(cfg: Any, trials: Any, front: Any) -> list[str]:
+def reference_lines(cfg: Any, trials: Any, front: Any, sweep_dir: Any) -> list[str]:
     """What the trials are judged against (orchestrator/references.py), or that the sweep has nothing to judge by."""
-    from orchestrator.references import judged, missing_note, references_of
+    from orchestrator.references import judged, missing_note, recorded
 
-    refs = references_of(cfg, trials)
+    refs = recorded(cfg, trials, sweep_dir)
     return [f"reference: {judged(ref, trials, front)}" for ref in refs] or [f"reference: {missing_note()}"]
 
 

@@ -10,6 +10,8 @@ none, and says so (`missing_note`) rather than inventing one.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +51,6 @@ class Reference:
 
 def _integer_field(cfg: Config, key: str) -> bool:
     """Whether the config declares the dotted `key` an integer (`int` or `int | None`)."""
-    import dataclasses
-
     *parents, name = key.split(".")
     obj: Any = cfg
     for part in parents:
@@ -100,10 +100,30 @@ def teacher_references(cfg: Config, trials: pd.DataFrame, results_dir: str | Pat
     return list(found.values())
 
 
+RECORD = "references.json"  # in the sweep's folder, written with trials.csv
+
+
 def references_of(cfg: Config, trials: pd.DataFrame, results_dir: str | Path | None = None) -> list[Reference]:
     """Every reference row of a sweep, in the order shown: what the summary, pareto.md/.png and the report use.
     A new kind of reference (a KD-LoRA student's own FFT ceiling) is one more list added here."""
     return teacher_references(cfg, trials, results_dir)
+
+
+def write_record(sweep_dir: Path, references: list[Reference]) -> None:
+    """The references as the sweep found them. A report reads them back rather than finding the teachers again:
+    their cache keys hold the absolute paths the sweep ran with, which sweep.yaml (paths as the user wrote
+    them) and results copied elsewhere do not reproduce."""
+    from orchestrator.fs import atomic_write_text
+
+    atomic_write_text(Path(sweep_dir) / RECORD, json.dumps([dataclasses.asdict(ref) for ref in references], indent=1))
+
+
+def recorded(cfg: Config, trials: pd.DataFrame, sweep_dir: Path) -> list[Reference]:
+    """The sweep's references.json; for a sweep written before it existed, found again (references_of)."""
+    path = Path(sweep_dir) / RECORD
+    if path.is_file():
+        return [Reference(**raw) for raw in json.loads(path.read_text())]
+    return references_of(cfg, trials, Path(sweep_dir).parent)
 
 
 def kept_pct(ref: Reference, trials: pd.DataFrame) -> dict[str, float | None]:

@@ -1,5 +1,5 @@
 """What a sweep writes once its trials are done: trials.csv (one row per trial, read back from each trial's own
-record where Tune's is stale), the front (pareto.csv, .md, .png) and ablation.md. Split from orchestrator/tune.py."""
+record where Tune's is stale), the front (pareto.csv, .md, .png), its references (references.json) and ablation.md. Split from orchestrator/tune.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from orchestrator.config import Config, flat_scalars, with_values
 from orchestrator.fs import atomic_path, atomic_write_text
 from orchestrator.plots import plot_front
 from orchestrator.records import DIVERGED, METRIC_COLUMNS, TrialFiles, read_metrics
-from orchestrator.references import references_of
+from orchestrator.references import references_of, write_record
 from orchestrator.report import ablation_markdown, front_of, pareto_markdown
 from orchestrator.search import applies, trial_point
 
@@ -110,6 +110,7 @@ def write_outputs(cfg: Config, sweep_dir: Path, trials: pd.DataFrame) -> None:
     front = front_of(cfg, trials)
     _atomic_csv(front, sweep_dir / "pareto.csv")
     references = references_of(cfg, trials)
+    write_record(sweep_dir, references)
     atomic_write_text(sweep_dir / "pareto.md", pareto_markdown(cfg, front, trials, references))
     if len(trials):
         plot_front(cfg, trials, front, sweep_dir / "pareto.png", references)

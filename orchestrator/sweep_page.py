@@ -153,7 +153,7 @@ def page(cfg: Config, sweep_dir: Path, trials: pd.DataFrame, front: pd.DataFrame
 def write_report(sweep_dir: Path, out_dir: Path, results: Path) -> Path:
     from orchestrator.fs import atomic_write_text
     from orchestrator.plots import plot_curves, plot_front
-    from orchestrator.references import references_of
+    from orchestrator.references import recorded
 
     # sweep.yaml holds the tracking URI redacted; the page never connects to it (mlflow_links reads the
     # local default database only), so it is dropped rather than refused.
@@ -166,7 +166,7 @@ def write_report(sweep_dir: Path, out_dir: Path, results: Path) -> Path:
     front = front_of(cfg, trials)
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = curves_of(sweep_dir, [str(t) for t in trials["trial_id"]])
-    references = references_of(cfg, trials, results)
+    references = recorded(cfg, trials, sweep_dir)
     plot_front(cfg, trials, front, out_dir / "front.png", references)
     plot_curves(cfg, trials, curves, out_dir / "curves.png")
     experiment_url, runs = mlflow_links(cfg, results)

@@ -133,6 +133,8 @@ def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) ->
     # the KD-LoRA trial's teacher is the reference the front is judged against (issue 32)
     assert "reference: FFT teacher (minilm-l3-h384) accuracy " in closing
     assert "| FFT teacher (minilm-l3-h384) |" in (tmp_path / "quickstart-smoke" / "pareto.md").read_text()
+    recorded = json.loads((tmp_path / "quickstart-smoke" / "references.json").read_text())
+    assert [r["name"] for r in recorded] == ["FFT teacher (minilm-l3-h384)"]
     assert "runs?viewStateShareKey=orchestrator-trials&compareRunsMode=CHART" in closing
 
 

@@ -149,3 +149,17 @@ def test_the_caption_is_true_to_the_figure(tmp_path: Path) -> None:
     assert "joined by a dashed staircase" in text
     svg = (sweep_dir / "report" / "front.svg").read_text()
     assert svg_group_points(svg, "pareto-front-params") >= 2  # one front point, and the line on to the edge
+
+
+def test_the_report_reads_the_references_the_sweep_recorded(tmp_path: Path) -> None:
+    """sweep.yaml holds paths as the user wrote them and results may be copied elsewhere: the teacher's cache key
+    cannot be found again from them, so the report reads the sweep's references.json."""
+    from orchestrator.references import Reference, write_record
+
+    sweep_dir = make_sweep(tmp_path / "results")
+    write_record(sweep_dir, [Reference(name="FFT teacher (minilm-l6-h384)", metric_name="accuracy", metric=0.9,
+                                       params=22e6, params_no_embeddings=10e6, flops=1e9, train_seconds=60.0,
+                                       source="/elsewhere/results/teachers/x")])
+    assert sweep_page.main([str(sweep_dir)]) == 0  # no teacher folder under this results folder
+    text = (sweep_dir / "report" / "index.html").read_text()
+    assert "FFT teacher (minilm-l6-h384) accuracy 0.9000" in text and "88.9 % of it" in text
