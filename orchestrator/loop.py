@@ -275,6 +275,7 @@ def run_loop(loop: LoopConfig, session: Session) -> None:
     w = set_up(loop, session)
     cfg = w.cfg
     start_epoch, step = restore(w)
+    faults.before_training(w.rank)
     sizes = initial_accounting(cfg, w.task, w.s.raw_model) if w.rank == 0 else {}
     node = session.node  # rank 0's node: it changes when a lost node's trial resumes elsewhere
     w.s.model.train()

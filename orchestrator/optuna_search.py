@@ -49,3 +49,18 @@ def rdb_storage(url: str) -> Any:
     import optuna
 
     return optuna.storages.RDBStorage(url)
+
+
+def fail_abandoned(url: str, study_name: str) -> int:
+    """Mark FAIL the trials a finished sweep's study still holds as RUNNING: asked for by a driver killed before
+    Tune saved them, they would otherwise count as running for ever (samplers, optuna-dashboard). How many."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=rdb_storage(url))
+    except KeyError:  # no study of that name (a grid sweep has none)
+        return 0
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
+        study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+    return len(running)

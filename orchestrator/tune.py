@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from orchestrator.search import (
 from orchestrator.sweep_outputs import collect_rows, finished_metrics, write_outputs
 
 TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
+STATE_PERIOD_S = 2  # how often Tune's experiment state reaches tune/ (see make_tuner)
 LOCK_FILE = ".sweep.lock"  # held by the sweep's driver while it runs (orchestrator/fs.py held_lock)
 # Pins each trial's function (and so its Train controller, which Ray places beside it) to the head node:
 # it holds no CPU, and a worker node lost mid-trial then costs only the trial's workers, which Ray Train
@@ -202,6 +204,11 @@ def _run_locked(cfg: Config, sweep_dir: Path, *, resume: bool, smoke: bool) -> i
         tracking.log_artifacts(cfg, parent_run_id, [sweep_dir / "sweep.yaml"])
     try:
         grid = make_tuner(cfg, public, sweep_dir, parent_run_id, resume=resume, smoke=smoke, gpu=use_gpu(cfg)).fit()
+        if resume and not cfg.search.storage:  # its own study (a shared one may hold another driver's trials)
+            from orchestrator.optuna_search import OPTUNA_DB, fail_abandoned, storage_url
+
+            if (sweep_dir / OPTUNA_DB).is_file():
+                fail_abandoned(storage_url(None, sweep_dir), cfg.name)
         rows = collect_rows(cfg, grid)
         write_outputs(cfg, sweep_dir, rows)
         close_parent_run(cfg, parent_run_id, sweep_dir, rows)
@@ -225,6 +232,10 @@ def make_tuner(cfg: Config, public: Config, sweep_dir: Path, parent_run_id: str,
     from ray import tune
 
     in_trial = cfg.resources.trainer == "trial"
+    # Tune saves its experiment state (trials, searcher) every 10 s or more, and copies it from Ray's session folder
+    # to tune/ every 300 s or at a trial's checkpoint: a driver killed before its one running trial's first
+    # checkpoint left a state without that trial, and --resume started a new one beside its leftovers.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=public.to_dict(), parent_run_id=parent_run_id),
                                     trial_resources(cfg, gpu))
     experiment = sweep_dir / TUNE_DIR
@@ -251,6 +262,7 @@ def make_tuner(cfg: Config, public: Config, sweep_dir: Path, parent_run_id: str,
             # Train restarts a TorchTrainer's lost workers); only the latest checkpoint is kept.
             failure_config=tune.FailureConfig(max_failures=2 if in_trial else 0),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            sync_config=tune.SyncConfig(sync_period=STATE_PERIOD_S),
             callbacks=[ParentRunCallback(cfg, parent_run_id),
                        *([] if console.verbose() else [ConsoleCallback(cfg, num_samples * len(explicit or [0]))])]),
     )

@@ -357,3 +357,22 @@ def test_sweep_yaml_records_paths_as_the_user_wrote_them(tmp_path: Path) -> None
     assert cfg.model == str(tmp_path / "real-model") and cfg.results_dir == str(tmp_path / "res")  # what Ray gets
     written = as_written(cfg)
     assert written.model == "./link" and written.results_dir == "res"
+
+
+# ------------------------------------------------------------------ 31.4: no Optuna trial RUNNING for ever
+
+
+def test_a_resumed_sweep_fails_the_study_trials_left_running(tmp_path: Path) -> None:
+    import optuna
+
+    from orchestrator.optuna_search import fail_abandoned
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="alone", storage=url, directions=["maximize", "minimize"])
+    done = study.ask()
+    study.tell(done, [0.8, 10.0])
+    study.ask()  # asked for by a driver killed before Tune saved the trial
+    assert fail_abandoned(url, "alone") == 1
+    states = [t.state.name for t in optuna.load_study(study_name="alone", storage=url).trials]
+    assert states == ["COMPLETE", "FAIL"]
+    assert fail_abandoned(url, "no-such-study") == 0
