@@ -229,8 +229,10 @@ def refresh(results_dir: Path | str, sweep: str | None = None) -> list[Path]:
                 return []
         return build(Path(results_dir))
     except Exception as exc:  # the sweep's own results are already written; a leaderboard must not undo that
+        from orchestrator.shell import module_command, relative_path
+
         print(f"warning: leaderboards not refreshed ({exc}); fix that and run "
-              f"python -m orchestrator.leaderboard --results {results_dir}", file=sys.stderr)
+              f"{module_command('orchestrator.leaderboard', '--results', relative_path(results_dir))}", file=sys.stderr)
         return []
 
 

@@ -170,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results).expanduser().resolve()
     db = results / DB_FILE
     if not db.is_file():
-        print(f"error: no MLflow database at {db}. Run a sweep first (python -m orchestrator.sweep --config "
-              "FILE), or point --results at the folder that holds its mlflow.db (the sweep's results_dir).",
+        from orchestrator.shell import python_command
+
+        print(f"error: no MLflow database at {db}. Run a sweep first ({python_command()} -m orchestrator.sweep "
+              "--config FILE), or point --results at the folder that holds its mlflow.db (the sweep's results_dir).",
               file=sys.stderr)
         return 2
     if not is_loopback(args.host):
