@@ -13,9 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.constraints import Constraint, violations
+from orchestrator.redact import STORAGE_URL_VAR, conceal_uri, reveal_uri
 
 OPTUNA_DB = "optuna.db"
 
@@ -45,17 +47,26 @@ def storage_url(storage: str | None, sweep_dir: Path) -> str:
     return storage or f"sqlite:///{Path(sweep_dir).resolve() / OPTUNA_DB}"
 
 
-def rdb_storage(url: str) -> Any:
-    import optuna
+class ConcealedRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's database storage, pickled (Tune's tuner.pkl and searcher-state-*.pkl) without its URL's password;
+    unpickled in a driver that concealed it (make_tuner, orchestrator/redact.py), it connects with the real URL."""
 
-    return optuna.storages.RDBStorage(url)
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        state["url"] = conceal_uri(self.url, STORAGE_URL_VAR)
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__({**state, "url": reveal_uri(state["url"], STORAGE_URL_VAR)})
+
+
+def rdb_storage(url: str) -> Any:
+    return ConcealedRDBStorage(url)
 
 
 def fail_abandoned(url: str, study_name: str) -> int:
     """Mark FAIL the trials a finished sweep's study still holds as RUNNING: asked for by a driver killed before
     Tune saved them, they would otherwise count as running for ever (samplers, optuna-dashboard). How many."""
-    import optuna
-
     try:
         study = optuna.load_study(study_name=study_name, storage=rdb_storage(url))
     except KeyError:  # no study of that name (a grid sweep has none)

@@ -79,20 +79,21 @@ def redact_value(value: Any) -> Any:
 # into tune/*.pkl and Ray's session folder); the real one stays in the driver's environment, which the local Ray
 # it starts (and so every trial and worker) inherits, and `reveal_uri` puts it back where a connection is made.
 TRACKING_URI_VAR = "ORCH_TRACKING_URI"
+STORAGE_URL_VAR = "ORCH_OPTUNA_STORAGE"  # the same for an Optuna storage URL (orchestrator/optuna_search.py)
 
 
-def conceal_uri(uri: str | None) -> str | None:
+def conceal_uri(uri: str | None, variable: str = TRACKING_URI_VAR) -> str | None:
     """`uri` redacted for what is written or pickled; the real one kept in this process's environment."""
     shown = redact_uri(uri)
     if uri and shown != uri:
-        os.environ[TRACKING_URI_VAR] = uri
+        os.environ[variable] = uri
     return shown
 
 
-def reveal_uri(uri: str | None) -> str | None:
+def reveal_uri(uri: str | None, variable: str = TRACKING_URI_VAR) -> str | None:
     """The real URI behind one `conceal_uri` returned (when this process or its parent concealed it), else `uri`."""
     if uri and MASK in uri:
-        real = os.environ.get(TRACKING_URI_VAR)
+        real = os.environ.get(variable)
         if real and redact_uri(real) == uri:
             return real
     return uri

@@ -79,7 +79,10 @@ def portable(cfg: Config) -> Config:
     from orchestrator.config import with_values
 
     shown = conceal_uri(cfg.tracking.uri)
-    return cfg if shown == cfg.tracking.uri else with_values(cfg, {"tracking.uri": shown})
+    storage = redact_uri(cfg.search.storage)  # the searcher's own database: trials never connect to it
+    if (shown, storage) == (cfg.tracking.uri, cfg.search.storage):
+        return cfg
+    return with_values(cfg, {"tracking.uri": shown, "search.storage": storage})
 
 
 CONNECT_TIMEOUT_S = 5.0

@@ -236,6 +236,11 @@ def make_tuner(cfg: Config, public: Config, sweep_dir: Path, parent_run_id: str,
     # to tune/ every 300 s or at a trial's checkpoint: a driver killed before its one running trial's first
     # checkpoint left a state without that trial, and --resume started a new one beside its leftovers.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
+    from orchestrator.optuna_search import storage_url
+    from orchestrator.redact import STORAGE_URL_VAR, conceal_uri
+
+    storage = storage_url(cfg.search.storage, sweep_dir)
+    conceal_uri(storage, STORAGE_URL_VAR)  # where a restored searcher finds its password (optuna_search.py)
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=public.to_dict(), parent_run_id=parent_run_id),
                                     trial_resources(cfg, gpu))
     experiment = sweep_dir / TUNE_DIR
@@ -245,9 +250,6 @@ def make_tuner(cfg: Config, public: Config, sweep_dir: Path, parent_run_id: str,
     if explicit is not None:
         param_space, search_alg, num_samples = {"point": tune.grid_search(explicit)}, None, 1
     else:
-        from orchestrator.optuna_search import storage_url
-
-        storage = storage_url(cfg.search.storage, sweep_dir)
         param_space, search_alg, num_samples = {}, make_searcher(public, storage), cfg.search.num_samples
     return tune.Tuner(
         trainable,

@@ -376,3 +376,25 @@ def test_a_resumed_sweep_fails_the_study_trials_left_running(tmp_path: Path) -> 
     states = [t.state.name for t in optuna.load_study(study_name="alone", storage=url).trials]
     assert states == ["COMPLETE", "FAIL"]
     assert fail_abandoned(url, "no-such-study") == 0
+
+
+def test_the_searchers_storage_is_pickled_without_its_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """search.storage may name a database with a password (postgresql://bob:...@db/optuna); Ray's searcher state
+    pickles the study's storage, URL and all."""
+    import pickle
+
+    import optuna
+
+    from orchestrator.optuna_search import rdb_storage
+    from orchestrator.redact import STORAGE_URL_VAR
+
+    monkeypatch.delenv(STORAGE_URL_VAR, raising=False)
+    storage = rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    real = f"postgresql://bob:{PASSWORD}@db.internal/optuna"
+    storage.url = real  # as if it had connected there: no PostgreSQL in this test
+    blob = pickle.dumps(storage)
+    assert PASSWORD.encode() not in blob and b"bob:***@db.internal" in blob
+    seen = {}
+    monkeypatch.setattr(optuna.storages.RDBStorage, "__setstate__", lambda self, state: seen.update(state))
+    pickle.loads(blob)
+    assert seen["url"] == real  # the driver that pickled it (or resumes it) connects with the real URL
