@@ -25,10 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.config import ConfigError
     from orchestrator.validation import out_dir_problem
 
-    problem = out_dir_problem(args.out)
-    if problem:  # before Ray starts: a folder under /proc failed only after Ray was up, with a traceback
-        raise ConfigError([problem])
-    cfg = config_from_args(args)
+    # Before Ray starts: a folder under /proc failed only after Ray was up, with a traceback. With the config's
+    # own problems, all at once.
+    out_problems = [p for p in [out_dir_problem(args.out)] if p]
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        raise ConfigError(out_problems + exc.problems, args.config) from None
+    if out_problems:
+        raise ConfigError(out_problems)
     from orchestrator import console
     from orchestrator.run import fit, preflight
 

@@ -398,3 +398,11 @@ def test_the_searchers_storage_is_pickled_without_its_password(tmp_path: Path, m
     monkeypatch.setattr(optuna.storages.RDBStorage, "__setstate__", lambda self, state: seen.update(state))
     pickle.loads(blob)
     assert seen["url"] == real  # the driver that pickled it (or resumes it) connects with the real URL
+
+
+def test_train_reports_a_bad_out_and_a_bad_config_at_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    existing = tmp_path / "existing.txt"
+    existing.write_text("")
+    code, err = cli("orchestrator.train", ["--config", str(QUICKSTART), "--set", "method.rank=0", "--out",
+                                           str(existing)], capsys)
+    assert code == 2 and "--out: " in err and "method.rank: must be at least 1" in err and not ray_running()
