@@ -213,7 +213,8 @@ def _run_locked(cfg: Config, sweep_dir: Path, *, resume: bool, smoke: bool) -> i
         write_outputs(cfg, sweep_dir, rows)
         close_parent_run(cfg, parent_run_id, sweep_dir, rows)
     except BaseException:  # the parent run does not stay RUNNING for ever; --resume reopens it
-        tracking.finish_run(cfg, parent_run_id, "FAILED")
+        with contextlib.suppress(Exception):  # the sweep's own error is the one to show
+            tracking.finish_run(cfg, parent_run_id, "FAILED")
         raise
     if not smoke:  # smoke trials are full-budget too, but on a few dozen examples: keep them off the boards
         from orchestrator.leaderboard import refresh
@@ -231,14 +232,14 @@ def make_tuner(cfg: Config, public: Config, sweep_dir: Path, parent_run_id: str,
     pickles both into tune/ and Ray's session folder); the callbacks, which run in this driver, the real config."""
     from ray import tune
 
+    from orchestrator.optuna_search import storage_url
+    from orchestrator.redact import STORAGE_URL_VAR, conceal_uri
+
     in_trial = cfg.resources.trainer == "trial"
     # Tune saves its experiment state (trials, searcher) every 10 s or more, and copies it from Ray's session folder
     # to tune/ every 300 s or at a trial's checkpoint: a driver killed before its one running trial's first
     # checkpoint left a state without that trial, and --resume started a new one beside its leftovers.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
-    from orchestrator.optuna_search import storage_url
-    from orchestrator.redact import STORAGE_URL_VAR, conceal_uri
-
     storage = storage_url(cfg.search.storage, sweep_dir)
     conceal_uri(storage, STORAGE_URL_VAR)  # where a restored searcher finds its password (optuna_search.py)
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=public.to_dict(), parent_run_id=parent_run_id),

@@ -406,3 +406,21 @@ def test_train_reports_a_bad_out_and_a_bad_config_at_once(tmp_path: Path, capsys
     code, err = cli("orchestrator.train", ["--config", str(QUICKSTART), "--set", "method.rank=0", "--out",
                                            str(existing)], capsys)
     assert code == 2 and "--out: " in err and "method.rank: must be at least 1" in err and not ray_running()
+
+
+def test_a_sweep_that_raises_closes_its_parent_run_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """31.1: the sweep that died of the diverged trial left its parent run RUNNING for ever."""
+    from orchestrator import run, tracking, tune
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Tune failed")
+
+    monkeypatch.setattr(run, "preflight", lambda cfg: None)
+    monkeypatch.setattr(run, "ensure_ray", lambda *a, **k: None)
+    monkeypatch.setattr(run, "use_gpu", lambda cfg: False)
+    monkeypatch.setattr(tune, "make_tuner", broken)
+    cfg = load_config(None, [f"results_dir={tmp_path}", "name=broken"], base=BASE)
+    with pytest.raises(RuntimeError, match="Tune failed"):
+        tune.run_sweep(cfg)
+    (parent,) = tracking.client(cfg).search_runs([tracking.experiment_id(cfg)])
+    assert parent.info.status == "FAILED" and not (tmp_path / "broken" / ".sweep.lock").exists()
