@@ -3,7 +3,7 @@
 # PC-LoRA r32 with both starts, on all-mpnet-base-v2) and search_spaces/paper-ceiling-gpu.yaml (the student's
 # own FFT) on IMDb and four GLUE tasks, all on one local Ray cluster. Started detached (setsid) by a device call
 # from a copy of the repository in STAGE/repo; writes /tmp/paper/status.txt.
-#   usage: bash results/gpu/paper-scale/run.sh STAGE   (STAGE holds all-mpnet-base-v2, minilm-l6-h384, data/)
+#   usage: [PASS=1] bash results/gpu/paper-scale/run.sh STAGE   (STAGE holds all-mpnet-base-v2, minilm-l6-h384, data/)
 # Continues where the last run stopped: a sweep whose committed trials.csv (results/gpu/paper-scale/NAME/) has
 # every trial complete is skipped; one whose folder this machine already holds is resumed (--resume).
 set -u
@@ -36,21 +36,35 @@ sweep() {  # name task config [extra --set ...]
 teacher=(--set "model=$stage/all-mpnet-base-v2" --set "method.student=$stage/minilm-l6-h384")
 ceiling=(--set "model=$stage/minilm-l6-h384")
 glue=(--set train.max_length=128 --set train.epochs=5 --set method.teacher_epochs=3)
-# IMDb first (the paper's own task and the longest sequences), then the small GLUE tasks, SST-2 (67 k) last with
-# one epoch and each method's middle rate.
-sweep paper-imdb imdb search_spaces/paper-scale-gpu.yaml "${teacher[@]}" &
-sweep paper-imdb-ceiling imdb search_spaces/paper-ceiling-gpu.yaml "${ceiling[@]}" &
-sleep 30
-for t in mrpc stsb cola; do
-  sweep paper-$t glue/$t search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${glue[@]}" &
-  sweep paper-$t-ceiling glue/$t search_spaces/paper-ceiling-gpu.yaml "${ceiling[@]}" "${glue[@]:0:4}" &
-done
-sleep 30
-sst2=(--set train.max_length=128 --set train.epochs=1 --set method.teacher_epochs=1
-  --set 'space.train.lr={"per_method": {"fft": {"grid": [3.0e-5]}, "lora": {"grid": [5.0e-4]}, "kd_lora": {"grid": [1.0e-3]}, "pc_lora": {"grid": [5.0e-4]}}}'
-  --set 'space.method.adapter_init={"grid": ["svd"]}')
-sweep paper-sst2 glue/sst2 search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${sst2[@]}" &
-sweep paper-sst2-ceiling glue/sst2 search_spaces/paper-ceiling-gpu.yaml "${ceiling[@]}" --set train.max_length=128 \
-  --set train.epochs=1 --set 'space.train.lr={"grid": [1.0e-4]}' &
+pc_only=(--set 'space.method.name={"grid": ["pc_lora"]}')
+if [ "${PASS:-2}" = 1 ]; then
+  # Pass 1 (2026-12-04, commit 04996d9): everything at once. 40 trials on 16 CPUs shared the GPU, so IMDb's
+  # FFT trials took 10.5 min each instead of about one, and IMDb's and SST-2's PC-LoRA trials never finished.
+  sweep paper-imdb imdb search_spaces/paper-scale-gpu.yaml "${teacher[@]}" &
+  sweep paper-imdb-ceiling imdb search_spaces/paper-ceiling-gpu.yaml "${ceiling[@]}" &
+  sleep 30
+  for t in mrpc stsb cola; do
+    sweep paper-$t glue/$t search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${glue[@]}" &
+    sweep paper-$t-ceiling glue/$t search_spaces/paper-ceiling-gpu.yaml "${ceiling[@]}" "${glue[@]:0:4}" &
+  done
+  sleep 30
+  sst2=(--set train.max_length=128 --set train.epochs=1 --set method.teacher_epochs=1
+    --set 'space.train.lr={"per_method": {"fft": {"grid": [3.0e-5]}, "lora": {"grid": [5.0e-4]}, "kd_lora": {"grid": [1.0e-3]}, "pc_lora": {"grid": [5.0e-4]}}}'
+    --set 'space.method.adapter_init={"grid": ["svd"]}')
+  sweep paper-sst2 glue/sst2 search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${sst2[@]}" &
+  sweep paper-sst2-ceiling glue/sst2 search_spaces/paper-ceiling-gpu.yaml "${ceiling[@]}" --set train.max_length=128 \
+    --set train.epochs=1 --set 'space.train.lr={"grid": [1.0e-4]}' &
+else
+  # Pass 2: what pass 1 left, most important first and alone on the GPU: PC-LoRA on IMDb (the paper's task; its
+  # six trials), then PC-LoRA on the small GLUE tasks with 10 epochs (at 5 epochs every PC-LoRA run of pass 1
+  # collapsed to a constant prediction as λ reached 0), then SST-2's PC-LoRA.
+  sweep paper-imdb-pc imdb search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${pc_only[@]}"
+  for t in mrpc stsb cola; do
+    sweep paper-$t-pc10 glue/$t search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${glue[@]}" "${pc_only[@]}" \
+      --set train.epochs=10 &
+  done
+  sweep paper-sst2-pc glue/sst2 search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${pc_only[@]}" \
+    --set train.max_length=128 --set train.epochs=1 --set method.teacher_epochs=1 &
+fi
 wait $(jobs -p | tail -n +2)
 echo "done $(date -u +%FT%TZ)" >> "$out/status.txt"
