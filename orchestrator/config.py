@@ -12,7 +12,6 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -332,47 +331,10 @@ def validate(cfg: Config) -> list[str]:
     return range_problems(cfg) + validate_space(cfg) + resource_problems(cfg)
 
 
-# What the user wrote for each local path `resolve_paths` made absolute: sweep.yaml records the user's form.
-_WRITTEN: dict[str, str] = {}
-PATH_KEYS = ("model", "method.teacher", "method.student")  # model references, in the space too
-
-
-def _map_paths(cfg: Config, fn: Any) -> Config:
-    """`cfg` with `fn` applied to every local path it holds (model references, data_dir, results_dir)."""
-    method = dataclasses.replace(cfg.method, teacher=fn(cfg.method.teacher), student=fn(cfg.method.student))
-    space = {}
-    for key, spec in cfg.space.items():
-        if key in PATH_KEYS and isinstance(spec, dict):
-            spec = {kind: [fn(v) if isinstance(v, str) else v for v in vals] if isinstance(vals, list) else vals
-                    for kind, vals in spec.items()}
-        space[key] = spec
-    return dataclasses.replace(cfg, model=fn(cfg.model), data_dir=fn(cfg.data_dir), results_dir=fn(cfg.results_dir),
-                               method=method, space=space)
-
-
-def resolve_paths(cfg: Config) -> Config:
-    """Local paths made absolute, so that Ray workers (whose working directory differs) find them."""
-    from orchestrator.validation import is_local_ref
-
-    def absolute(ref: str | None) -> str | None:
-        if not ref or not (is_local_ref(ref) or ref in (cfg.data_dir, cfg.results_dir)):
-            return ref
-        full = str(Path(ref).expanduser().resolve())
-        _WRITTEN.setdefault(full, ref)
-        return full
-
-    return _map_paths(cfg, absolute)
-
-
-def as_written(cfg: Config) -> Config:
-    """`cfg` with the paths `resolve_paths` made absolute back as the user wrote them, for sweep.yaml: a record of
-    the user's config, not of where symlinks led on this machine (Ray's workers get the absolute ones)."""
-    return _map_paths(cfg, lambda ref: _WRITTEN.get(ref, ref) if isinstance(ref, str) else ref)
-
-
 def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None = None,
                 base: dict[str, Any] | None = None) -> Config:
     """Read, override, validate and resolve paths; raises ConfigError listing every problem."""
+    from orchestrator.config_paths import resolve_paths  # config_paths imports Config from here
     from orchestrator.config_yaml import read_yaml
 
     raw = read_yaml(path) if path is not None else dict(base or {})

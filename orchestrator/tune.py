@@ -23,13 +23,13 @@ import pandas as pd
 from orchestrator import asha, console, tracking
 from orchestrator.config import (
     Config,
-    as_written,
     config_from_dict,
     dump_yaml,
     objective_pairs,
     with_method_defaults,
     with_values,
 )
+from orchestrator.config_paths import as_written
 from orchestrator.console import ConsoleCallback
 from orchestrator.fs import LockHeld, held_lock
 from orchestrator.pareto import hypervolume

@@ -344,7 +344,7 @@ def test_the_report_and_leaderboard_work_when_model_and_data_folders_are_gone(tm
 
 
 def test_sweep_yaml_records_paths_as_the_user_wrote_them(tmp_path: Path) -> None:
-    from orchestrator.config import as_written
+    from orchestrator.config_paths import as_written
 
     (tmp_path / "real-model").mkdir()
     (tmp_path / "real-model" / "config.json").write_text("{}")
