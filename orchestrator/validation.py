@@ -26,6 +26,7 @@ from orchestrator.config import (
     UNSEARCHABLE_KEYS,
     UNSEARCHABLE_PREFIXES,
     Config,
+    SearchConfig,
     _with_value,
     field_type,
     is_safe_name,
@@ -231,7 +232,21 @@ def range_problems(cfg: Config) -> list[str]:
     need(r.trainer != "trial" or r.workers == 1,
          f"resources.trainer: trial trains in the Tune trial's own process, one worker, but resources.workers is "
          f"{r.workers}; set resources.trainer: torch_trainer (or auto) for DDP over several workers")
-    s = cfg.search
+    p.extend(_search_problems(cfg.search))
+    if m.name in METHODS:
+        p.extend(_cross_key_problems(p, get_recipe(m.name).config_problems(cfg)))
+    return p
+
+
+def _search_problems(s: SearchConfig) -> list[str]:
+    """search.*: counts and names in range, objectives NAME:max or NAME:min each metric once, constraints that
+    parse. Split from range_problems to keep it short."""
+    p: list[str] = []
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            p.append(msg)
+
     need(s.num_samples >= 1, f"search.num_samples: must be at least 1, got {s.num_samples}")
     need(s.sampler in SAMPLERS, f"search.sampler: unknown sampler {s.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     need(s.scheduler in SCHEDULERS,
@@ -255,8 +270,6 @@ def range_problems(cfg: Config) -> list[str]:
             parse_constraint(text)
         except ValueError as err:
             need(False, f"search.constraints: {err}")
-    if m.name in METHODS:
-        p.extend(_cross_key_problems(p, get_recipe(m.name).config_problems(cfg)))
     return p
 
 
