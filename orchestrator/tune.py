@@ -197,7 +197,9 @@ def _run_locked(cfg: Config, sweep_dir: Path, *, resume: bool, smoke: bool) -> i
     public = tracking.portable(cfg)  # what trials and Tune's pickles get: before Ray starts (its workers inherit)
     ensure_ray(cfg, log_to_driver=console.verbose())  # worker output only with --verbose (console.py)
     parent_run_id = tracking.find_run(cfg, "sweep_role", "parent") if resume else None
-    if parent_run_id is None:
+    if parent_run_id is not None:  # closed FAILED when the last driver raised: running again until it ends
+        tracking.client(cfg).update_run(parent_run_id, status="RUNNING")
+    else:
         parent_run_id = tracking.start_parent_run(cfg)
         (sweep_dir / "sweep.yaml").write_text(dump_yaml(as_written(cfg)) + "\n# search space\n"
                                               + "".join(f"# {redact(line)}\n" for line in describe_space(cfg)))

@@ -424,3 +424,16 @@ def test_a_sweep_that_raises_closes_its_parent_run_failed(tmp_path: Path, monkey
         tune.run_sweep(cfg)
     (parent,) = tracking.client(cfg).search_runs([tracking.experiment_id(cfg)])
     assert parent.info.status == "FAILED" and not (tmp_path / "broken" / ".sweep.lock").exists()
+    # --resume takes the same parent run back: RUNNING while the resumed driver runs, not FAILED beside it
+    seen: list[str] = []
+
+    def status_then_raise(*args: object, **kwargs: object) -> None:
+        seen.append(tracking.client(cfg).get_run(parent.info.run_id).info.status)
+        raise RuntimeError("Tune failed again")
+
+    monkeypatch.setattr(tune, "make_tuner", status_then_raise)
+    monkeypatch.setattr(tune, "fate_problem", lambda *a, **k: None)  # no tune/ state to restore in this test
+    with pytest.raises(RuntimeError, match="again"):
+        tune.run_sweep(cfg, resume=True)
+    assert seen == ["RUNNING"]
+    assert [r.info.status for r in tracking.client(cfg).search_runs([tracking.experiment_id(cfg)])] == ["FAILED"]
