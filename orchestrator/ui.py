@@ -196,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     log = None
     if not args.verbose:
         env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")  # Starlette's, in the server's log anyway
-        log = Path(tempfile.gettempdir()) / f"orchestrator-ui-{args.port}.log"
+        # A new file of our own (mkstemp: 0600, never an existing name): a fixed name in a shared /tmp could be
+        # another user's file or a symlink planted there, which open(..., "w") would follow.
+        fd, name = tempfile.mkstemp(prefix=f"orchestrator-ui-{args.port}-", suffix=".log")
+        os.close(fd)
+        log = Path(name)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"MLflow UI for {db}: starting at http://{shown}:{args.port} (15-25 s)", flush=True)
     cmd = server_command(results, args.host, args.port, args.allowed_hosts, verbose=args.verbose)
