@@ -103,9 +103,11 @@ def gather(results_dir: Path, tracking_uri: str | None = None, manifest: Manifes
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
+        from orchestrator.shell import module_command  # the running interpreter: works pasted, no venv active
+
         raise ConfigError([f"--results: {results_dir} is not a folder; run a sweep first "
-                           "(python -m orchestrator.sweep --config FILE) or point --results at the folder "
-                           "that holds <sweep>/trials.csv"])
+                           f"({module_command('orchestrator', 'sweep')} --config FILE) or point --results at the "
+                           "folder that holds <sweep>/trials.csv"])
     problems: list[str] = []
     rows: list[dict[str, Any]] = []
     if manifest is not None:  # the listed sweeps only: nothing else under results/ reaches the tables

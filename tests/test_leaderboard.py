@@ -274,7 +274,12 @@ def test_bad_inputs_are_refused_with_the_file_named(tmp_path: Path, capsys: pyte
     with pytest.raises(SystemExit) as exit_info:
         run_main(leaderboard.main, ["--results", str(tmp_path / "nowhere")])
     assert exit_info.value.code == 2
-    assert f"--results: {tmp_path / 'nowhere'} is not a folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"--results: {tmp_path / 'nowhere'} is not a folder" in err
+    from orchestrator.shell import python_command
+
+    # the advice names the running interpreter, so it works pasted (issue 32 item 1)
+    assert f"({python_command()} -m orchestrator sweep --config FILE)" in err
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "trials.csv").write_text("trial_id,metric\nx,0.5\n")
     (tmp_path / "run").mkdir()
