@@ -73,5 +73,5 @@ def fail_abandoned(url: str, study_name: str) -> int:
         return 0
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     for trial in running:
-        study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # the public API, not study._storage
     return len(running)
