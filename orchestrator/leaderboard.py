@@ -24,7 +24,6 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from orchestrator.budgets import one_budget_per_task
 from orchestrator.cli import prog, run_main
 from orchestrator.config import ConfigError
 from orchestrator.fs import atomic_path, atomic_write_text, file_lock
@@ -37,7 +36,9 @@ from orchestrator.leaderboard_rows import (
     mlflow_rows,
     run_row,
     sweep_rows,
+    trial_folder_rows,
 )
+from orchestrator.leaderboard_scales import scaled_page, split_scales
 from orchestrator.plots import plot_task
 from orchestrator.report import (  # noqa: F401 - the leaderboards' tables and plots, re-exported
     BUDGETS,
@@ -55,6 +56,7 @@ from orchestrator.report import (  # noqa: F401 - the leaderboards' tables and p
     config_label,
     glue_markdown,
     task_slug,
+    text_markdown,
     under_budget,
 )
 from orchestrator.tasks import TASKS
@@ -113,6 +115,9 @@ def gather(results_dir: Path, tracking_uri: str | None = None, manifest: Manifes
     if manifest is not None:  # the listed sweeps only: nothing else under results/ reaches the tables
         for sweep in manifest.sweeps:
             csv_path = results_dir / sweep / "trials.csv"
+            if not csv_path.is_file() and any((results_dir / sweep / "trials").glob("*/metrics.json")):
+                rows += trial_folder_rows(results_dir / sweep, results_dir, problems)  # cut off: no trials.csv
+                continue
             if not csv_path.is_file():
                 problems.append(f"{manifest.path}: sweep {sweep!r} has no {csv_path}; run it, or remove it from "
                                 "the manifest")
@@ -175,7 +180,7 @@ def _readme(tasks: list[str], left_out: list[str]) -> str:
     lines = ["# Leaderboards", "",
              "Written by `python -m orchestrator.leaderboard` (and by every sweep when it finishes) from all "
              "finished trials under results/.", "",
-             "- [GLUE](glue.md)", "- [CIFAR](cifar.md)",
+             "- [GLUE](glue.md)", "- [IMDb](imdb.md)", "- [CIFAR](cifar.md)",
              "- [Compression: best metric at 50 / 25 / 10 / 5 % of the parameters and FLOPs](compression.md)",
              "- [All of it as one sortable page, with links to each trial](index.html)", ""]
     if left_out:  # a cell compares methods at one budget; trials of another one would not be comparable
@@ -189,9 +194,14 @@ def write_leaderboards(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Write glue.md, cifar.md, compression.md, <task>.png per task and README.md into `out_dir`;
     return the paths written, sorted."""
     out_dir = Path(out_dir)
-    frame, left_out = one_budget_per_task(frame)
+    scales, left_out = split_scales(frame)
+    if scales:  # one budget per task within each scale; the reference rows placed and the shares noted
+        frame = pd.concat([s.frame for s in scales], ignore_index=True)
     written = []
-    for name, text in (("glue.md", glue_markdown(frame)), ("cifar.md", cifar_markdown(frame)),
+    for name, text in (("glue.md", scaled_page("GLUE leaderboard", GLUE_TASKS, scales, glue_markdown)),
+                       ("imdb.md", scaled_page("IMDb leaderboard", ("imdb",), scales, text_markdown)),
+                       ("cifar.md", scaled_page("CIFAR leaderboard", ("cifar10", "cifar100"), scales,
+                                                cifar_markdown)),
                        ("compression.md", compression_markdown(frame))):
         atomic_write_text(out_dir / name, text)
         written.append(out_dir / name)

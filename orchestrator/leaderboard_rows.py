@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -150,6 +151,32 @@ def run_row(path: Path, results_dir: Path, problems: list[str]) -> dict[str, Any
         problems.append(f"{path}: a finished run without {', '.join(_missing(row))}")
         return None
     return row
+
+
+def _grid_size(sweep_yaml: Path) -> int | None:
+    """The number of trials a grid sweep planned: orchestrator.search ends sweep.yaml with '# grid: N points'."""
+    text = sweep_yaml.read_text() if sweep_yaml.is_file() else ""
+    found = re.search(r"^# grid: (\d+) points", text, re.MULTILINE)
+    return int(found.group(1)) if found else None
+
+
+def trial_folder_rows(sweep_dir: Path, results_dir: Path, problems: list[str]) -> list[dict[str, Any]]:
+    """A sweep cut off before it wrote trials.csv: its finished trials read from their own folders, each row
+    saying so (`cut_off`: N finished), so a table never passes a partial sweep off as a whole one."""
+    sweep = sweep_dir.relative_to(results_dir).as_posix()
+    rows = []
+    for path in sorted((sweep_dir / "trials").glob(f"*/{TrialFiles.METRICS}")):
+        row = run_row(path, results_dir, problems)
+        if row is not None:  # run_row names a nested sweep by its first folder: the trial's own names instead
+            row.update(sweep=sweep, trial_id=path.parent.name, command=_sweep_command(results_dir, sweep),
+                       source="trial folders (cut off)")
+            rows.append(row)
+    planned = _grid_size(sweep_dir / "sweep.yaml")
+    cut_off = f"cut off: {len(rows)} of {planned} trials finished" if planned else f"cut off: {len(rows)} finished"
+    for row in rows:
+        row["cut_off"] = f"{cut_off}, no trials.csv"
+        row["command"] += f" ({cut_off})"
+    return rows
 
 
 def _param(value: str) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,18 @@ class Reference:
         if metric is None or (isinstance(metric, float) and math.isnan(metric)) or not self.metric > 0:
             return None
         return 100 * float(metric) / self.metric
+
+
+def row_reference(name: str, row: Mapping[str, Any]) -> Reference:
+    """A finished trial's row (a leaderboard's FFT teacher or a KD-LoRA student's ceiling) as a Reference."""
+    def value(key: str) -> float | None:
+        v = row.get(key)
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    return Reference(name=name, metric_name=str(row.get("metric_name", "metric")), metric=float(row["metric"]),
+                     params=value("params"), params_no_embeddings=value("params_no_embeddings"),
+                     flops=value("flops"), train_seconds=value("train_seconds"),
+                     source=f"{row.get('sweep')}/trials/{row.get('trial_id')}")
 
 
 def _integer_field(cfg: Config, key: str) -> bool:

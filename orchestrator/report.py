@@ -46,6 +46,7 @@ CIFAR_COLUMNS = (
     ("CIFAR-10 (acc)", "cifar10", "accuracy"),
     ("CIFAR-100 (acc)", "cifar100", "accuracy"),
 )
+TEXT_COLUMNS = (("IMDb (acc)", "imdb", "accuracy"),)
 GLUE_TASKS = tuple(t for t in TASKS if t.startswith("glue/"))
 
 
@@ -264,12 +265,16 @@ def _method_table(frame: pd.DataFrame, columns: tuple[tuple[str, str, str], ...]
     for model, method, group in _groups(best):
         by_task = {r["task"]: r for _, r in group.iterrows()}
         cells = [model, method]
+        noted: set[str] = set()
         for _, task, column in columns:
             if task not in by_task:
                 cells.append("–")
                 continue
             mark = CHANCE_MARK if at_chance(task, _num(by_task[task]["metric"])) else ""
-            cells.append(_pct(_cell(by_task[task], column, task)) + mark)
+            # the leaderboard's share of its references (reference_note), once per task: on its first column
+            note = by_task[task].get("reference_note") if task not in noted else None
+            noted.add(task)
+            cells.append(_pct(_cell(by_task[task], column, task)) + mark + (f" ({note})" if isinstance(note, str) else ""))
         if score:
             primaries: dict[str, float] = {}
             for task, r in by_task.items():
@@ -308,6 +313,14 @@ def cifar_markdown(frame: pd.DataFrame) -> str:
               "accuracy. Params and FLOPs kept: the deployable model against the uncompressed one (forward "
               "FLOPs of one image), over the row's best configurations (a range when they differ).", ""]
     return "\n".join(lines + _method_table(frame, CIFAR_COLUMNS, score=False)) + "\n"
+
+
+def text_markdown(frame: pd.DataFrame) -> str:
+    lines = _header("Text classification leaderboard", frame, tuple(t for _, t, _ in TEXT_COLUMNS))
+    lines += ["Test-set accuracy ×100. For each model and method, each column holds its best configuration by "
+              "accuracy. Params and FLOPs kept: the deployable model against the uncompressed one (forward "
+              "FLOPs of one example), over the row's best configurations (a range when they differ).", ""]
+    return "\n".join(lines + _method_table(frame, TEXT_COLUMNS, score=False)) + "\n"
 
 
 def under_budget(rows: pd.DataFrame, cost: str, budget_pct: float) -> pd.Series | None:

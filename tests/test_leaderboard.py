@@ -197,7 +197,7 @@ def test_glue_table_cells_and_score(built: Path) -> None:
     assert kd["CoLA (MCC)"] == "57.0" and kd["configuration"] == "r=8, student=6 layers, kd=0.44, T=2"
     lora = row_of(rows, method="lora")
     assert lora["RTE (acc)"] == "66.0" and lora["CoLA (MCC)"] == "58.0"
-    sources = md_table(text, "model", after="## Sources")
+    sources = md_table(text, "model", after="### Sources")
     src = row_of(sources, method="pc_lora", task="glue/cola")
     assert (src["configuration"], src["sweep"], src["trial"], src["date"], src["device"]) == (
         "r=16, sine to 0.8, kd=0.5", "glue-cola", "c2", "2024-05-01", "not recorded")
@@ -266,7 +266,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
 
 def test_empty_results_write_empty_tables(tmp_path: Path) -> None:
     written = leaderboard.build(tmp_path)
-    assert [p.name for p in written] == ["README.md", "cifar.md", "compression.md", "glue.md", "index.html"]
+    assert [p.name for p in written] == ["README.md", "cifar.md", "compression.md", "glue.md", "imdb.md", "index.html"]
     assert "No finished full-budget trial of these tasks yet." in (tmp_path / "leaderboards" / "glue.md").read_text()
 
 
@@ -299,7 +299,7 @@ def test_main_prints_what_it_wrote(results: Path, capsys: pytest.CaptureFixture[
     assert leaderboard.main(["--results", str(results)]) == 0
     out = capsys.readouterr().out.splitlines()
     # 3 tables, README, index.html and a PNG + SVG per task (6 tasks)
-    assert f"wrote {results / 'leaderboards' / 'glue.md'}" in out and len(out) == 5 + 2 * 6
+    assert f"wrote {results / 'leaderboards' / 'glue.md'}" in out and len(out) == 6 + 2 * 6
 
 
 def test_refresh_writes_the_leaderboards(results: Path) -> None:
@@ -423,3 +423,51 @@ def test_the_html_page_loads_sorts_and_links_each_cell_in_chromium(results: Path
     assert links and all((page.parent / link).resolve().is_file() for link in links)
     assert shot.stat().st_size > 20_000
     print(f"screenshot: {shot}")
+
+
+def test_a_cut_off_sweep_is_read_from_its_trial_folders_and_labelled_so(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    sweep = results / "gpu" / "cut"
+    write_run(sweep / "trials" / "t1", "imdb", "fft", {"metric": 0.9, "metric_name": "accuracy", "accuracy": 0.9,
+                                                       "params": BASE_PARAMS, "flops": BASE_FLOPS})
+    (sweep / "trials" / "t2").mkdir(parents=True)  # started, never finished: no metrics.json
+    (sweep / "sweep.yaml").write_text("name: cut\n\n# search space\n# grid: 4 points\n")
+    (results / "leaderboards").mkdir()
+    (results / "leaderboards" / "manifest.yaml").write_text("sweeps: [gpu/cut]\n")
+    leaderboard.build(results)
+    assert not (sweep / "trials.csv").exists()  # nothing fabricated
+    text = (results / "leaderboards" / "imdb.md").read_text()
+    assert "`gpu/cut` was cut off: 1 of 4 trials finished, no trials.csv" in text
+    assert "| bert-base-uncased | fft | 90.0 |" in text and "(cut off: 1 of 4 trials finished)" in text
+
+
+def _two_scales(results: Path) -> str:
+    """A 110 M teacher with KD-LoRA to a small student and that student's FFT ceiling; a 10 M scale beside it."""
+    big = {"model": "/m/big", "base_params": 110_000_000, "params": 110_000_000}
+    write_sweep(results, "big", [trial("f", "glue/sst2", "fft", {"accuracy": 0.90}, **big),
+                                 trial("k", "glue/sst2", "kd_lora", {"accuracy": 0.81}, **{
+                                     **big, "params": 22_000_000, "method.student": "/m/small"})])
+    write_sweep(results, "big-ceiling", [trial("c", "glue/sst2", "fft", {"accuracy": 0.84}, model="/m/small",
+                                               base_params=22_000_000, params=22_000_000)])
+    write_sweep(results, "tiny", [trial("f", "glue/sst2", "fft", {"accuracy": 0.80}, model="/m/tiny",
+                                        base_params=10_000_000, params=10_000_000),
+                                  trial("k", "glue/sst2", "kd_lora", {"accuracy": 0.70}, model="/m/tiny",
+                                        base_params=10_000_000, params=5_000_000, **{"method.student": "/m/t2"})])
+    leaderboard.build(results)
+    return (results / "leaderboards" / "glue.md").read_text()
+
+
+def test_a_kd_lora_cell_states_its_share_of_fft_and_of_its_students_ceiling(tmp_path: Path) -> None:
+    text = _two_scales(tmp_path / "results")
+    assert "| big | kd_lora | – | 81.0 (90.0 % FFT; 96.4 % ceiling) |" in text
+    assert "| small (student ceiling) | fft | – | 84.0 |" in text  # the reference row, in the big scale
+    assert "| tiny | kd_lora | – | 70.0 (87.5 % FFT; ceiling not measured) |" in text
+
+
+def test_the_tables_are_split_by_scale_largest_first(tmp_path: Path) -> None:
+    text = _two_scales(tmp_path / "results")
+    titles = [line for line in text.splitlines() if line.startswith("## ")]
+    assert titles == ["## big, 110 M parameters (training examples: all; epochs: 3; max length: ?)",
+                      "## tiny, 10 M parameters (training examples: all; epochs: 3; max length: ?)"]
+    big, tiny = text.split(titles[1])
+    assert "| tiny |" not in big and "| big |" not in tiny and "(student ceiling)" not in tiny

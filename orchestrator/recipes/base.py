@@ -100,6 +100,7 @@ class Recipe:
     name: ClassVar[str]
     display_name: ClassVar[str]        # how tables and plots name the method
     is_baseline: ClassVar[bool] = False  # FFT and LoRA: the references every table compares against
+    is_full_finetune: ClassVar[bool] = False  # FFT: its score is the reference (100 %) of its model and task
     # The method.* keys that mean something for this method (a sweep over several methods draws a
     # dimension only for the methods that list it; trials.csv blanks it for the others).
     keys: ClassVar[tuple[str, ...]] = ()
@@ -166,6 +167,11 @@ class Recipe:
     def label(self, row: Mapping[str, Any]) -> str:
         """The key settings of a trial of this method, for tables ('r=8, sine to 0.8, kd=0.5')."""
         return "–"
+
+    def student_model(self, row: Mapping[str, Any]) -> str | None:
+        """The separately pre-trained model a trial's deployable network starts from when it is not the trial's
+        model (KD-LoRA's student); that model's own FFT is the trial's ceiling. None: the trial's model."""
+        return None
 
     @staticmethod
     def rank_part(present: Mapping[str, Any]) -> list[str]:

@@ -79,6 +79,11 @@ class KDLoRA(Recipe):
     def data_reference(self, cfg: Config) -> str:
         return cfg.method.student or cfg.method.teacher or cfg.model
 
+    def student_model(self, row: Mapping[str, Any]) -> str | None:
+        # a student cut from the teacher (method.student_layers) has no checkpoint of its own to fine-tune
+        student = row.get("method.student")
+        return student if isinstance(student, str) and student else None
+
     def build_model(self, cfg: Config, task: TaskSpec, teacher_dir: str | None) -> nn.Module:
         from methods import baselines, kd_lora
         from orchestrator.tasks import load_model
