@@ -471,3 +471,21 @@ def test_the_tables_are_split_by_scale_largest_first(tmp_path: Path) -> None:
                       "## tiny, 10 M parameters (training examples: all; epochs: 3; max length: ?)"]
     big, tiny = text.split(titles[1])
     assert "| tiny |" not in big and "| big |" not in tiny and "(student ceiling)" not in tiny
+
+
+def test_a_ceilings_flops_are_read_against_its_own_tasks_base(tmp_path: Path) -> None:
+    """FLOPs follow the input length: a ceiling on IMDb (256 tokens) is measured against the section's IMDb base,
+    not a median over tasks that mixes in GLUE's 128-token base (a 27.0 % that should have read 13.2 %)."""
+    results = tmp_path / "results"
+    big = {"model": "/m/big", "base_params": 110_000_000, "params": 110_000_000}
+    small = {"model": "/m/small", "base_params": 22_000_000, "params": 22_000_000, "flops": 6_000, "base_flops": 6_000}
+    write_sweep(results, "big", [
+        trial("f1", "imdb", "fft", {"accuracy": 0.94}, **big, flops=46_000, base_flops=46_000),
+        trial("k1", "imdb", "kd_lora", {"accuracy": 0.90}, **{**big, "params": 22_000_000, "flops": 6_000,
+                                                                "base_flops": 46_000, "method.student": "/m/small"}),
+        trial("f2", "glue/sst2", "fft", {"accuracy": 0.94}, **big, flops=22_000, base_flops=22_000),
+        trial("f3", "glue/sst2", "fft", {"accuracy": 0.93}, **big, flops=22_000, base_flops=22_000)])
+    write_sweep(results, "big-ceiling", [trial("c", "imdb", "fft", {"accuracy": 0.91}, **small)])
+    leaderboard.build(results)
+    text = (results / "leaderboards" / "imdb.md").read_text()
+    assert "| small (student ceiling) | fft | 91.0 | 20.0 | 13.0 |" in text
