@@ -307,20 +307,21 @@ def glue_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines + _method_table(frame, GLUE_COLUMNS, score=True)) + "\n"
 
 
-def cifar_markdown(frame: pd.DataFrame) -> str:
-    lines = _header("CIFAR leaderboard", frame, ("cifar10", "cifar100"))
+def _accuracy_page(title: str, frame: pd.DataFrame, columns: tuple[tuple[str, str, str], ...], example: str) -> str:
+    """A leaderboard of test-set accuracy columns (CIFAR, text classification): no GLUE score."""
+    lines = _header(title, frame, tuple(task for _, task, _ in columns))
     lines += ["Test-set accuracy ×100. For each model and method, each column holds its best configuration by "
               "accuracy. Params and FLOPs kept: the deployable model against the uncompressed one (forward "
-              "FLOPs of one image), over the row's best configurations (a range when they differ).", ""]
-    return "\n".join(lines + _method_table(frame, CIFAR_COLUMNS, score=False)) + "\n"
+              f"FLOPs of one {example}), over the row's best configurations (a range when they differ).", ""]
+    return "\n".join(lines + _method_table(frame, columns, score=False)) + "\n"
+
+
+def cifar_markdown(frame: pd.DataFrame) -> str:
+    return _accuracy_page("CIFAR leaderboard", frame, CIFAR_COLUMNS, "image")
 
 
 def text_markdown(frame: pd.DataFrame) -> str:
-    lines = _header("Text classification leaderboard", frame, tuple(t for _, t, _ in TEXT_COLUMNS))
-    lines += ["Test-set accuracy ×100. For each model and method, each column holds its best configuration by "
-              "accuracy. Params and FLOPs kept: the deployable model against the uncompressed one (forward "
-              "FLOPs of one example), over the row's best configurations (a range when they differ).", ""]
-    return "\n".join(lines + _method_table(frame, TEXT_COLUMNS, score=False)) + "\n"
+    return _accuracy_page("Text classification leaderboard", frame, TEXT_COLUMNS, "example")
 
 
 def under_budget(rows: pd.DataFrame, cost: str, budget_pct: float) -> pd.Series | None:
