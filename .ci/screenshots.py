@@ -70,7 +70,7 @@ def main() -> None:
         sys.exit(f"{sweep_dir / 'trials.csv'} not found: run the sweep first (or pass --results / --sweep)")
     from mlflow.tracking import MlflowClient
 
-    from orchestrator import tracking
+    from orchestrator.tracking import runs as tracking
 
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(sweep_dir / "pareto.png", args.out / "pareto.png")

@@ -42,7 +42,7 @@ QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 
 
 def bench_config(args: argparse.Namespace, results_dir: str, name: str, extra: list[str] | None = None) -> Any:
-    from orchestrator.config import load_config
+    from orchestrator.spec.load import load_config
 
     data = os.environ.get("ORCH_BENCH_DATA", str(ROOT.parent / "shared" / "data"))
     model = os.environ.get("ORCH_BENCH_MODEL", str(ROOT.parent / "shared" / "models" / "minilm-l6-h384"))
@@ -62,9 +62,16 @@ def bare_loop(cfg: Any) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from orchestrator.config import with_method_defaults
-    from orchestrator.loop import StepState, load_data, make_optimizer, seed_everything, to_device, train_step
+    from orchestrator.engine.loop import (
+        StepState,
+        load_data,
+        make_optimizer,
+        seed_everything,
+        to_device,
+        train_step,
+    )
     from orchestrator.recipes import get_recipe
+    from orchestrator.spec.load import with_method_defaults
     from orchestrator.tasks import get_task
 
     launch = time.time()
@@ -169,7 +176,7 @@ class CpuSampler:
 def ray_run(cfg: Any, out_dir: Path) -> dict[str, Any]:
     import ray
 
-    from orchestrator.run import fit
+    from orchestrator.engine.run import fit
 
     sampler = CpuSampler()
     launch = time.time()
@@ -221,7 +228,7 @@ def run_child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 def sweep_shares(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
-    from orchestrator.tune import run_sweep
+    from orchestrator.search.tune import run_sweep
 
     results_dir = tempfile.mkdtemp(prefix="orch-bench-sweep-")
     ns = argparse.Namespace(**{**vars(args), "max_examples": args.sweep_max_examples,

@@ -60,8 +60,8 @@ class Trainer:
     """Trains one point for EPOCHS epochs with the loop's functions; caches per (point, seed)."""
 
     def __init__(self, args: argparse.Namespace, seed: int, work: Path) -> None:
-        from orchestrator.config import load_config
-        from orchestrator.config_yaml import read_yaml
+        from orchestrator.spec.load import load_config
+        from orchestrator.spec.yaml_file import read_yaml
         from orchestrator.tasks import build_dataset, get_task
 
         raw = read_yaml(ROOT / "search_spaces" / "quickstart.yaml")
@@ -92,7 +92,7 @@ class Trainer:
 
     def _fit(self, cfg: Any, model: torch.nn.Module, epochs: int) -> list[float]:
         """train_worker's loop (CPU, one process, the loop's own `train_step`) with an evaluation after every epoch."""
-        from orchestrator.loop import StepState, evaluate, make_optimizer, seed_everything, train_step
+        from orchestrator.engine.loop import StepState, evaluate, make_optimizer, seed_everything, train_step
         from orchestrator.recipes import get_recipe
         from orchestrator.recipes.kd_lora import KDTeacher
         from orchestrator.tasks import compute_metrics
@@ -127,7 +127,7 @@ class Trainer:
         from orchestrator.tasks import load_model
 
         start = time.perf_counter()
-        from orchestrator.run import teacher_config
+        from orchestrator.engine.run import teacher_config
 
         tcfg = teacher_config(self.cfg)
         model = baselines.prepare_fft(load_model(self.cfg.model, self.task))
@@ -141,9 +141,10 @@ class Trainer:
 
     def run(self, point: dict[str, Any]) -> dict[str, Any]:
         from methods import accounting
-        from orchestrator.config import with_method_defaults, with_values
-        from orchestrator.loop import build_model, deployable_model
+        from orchestrator.config.schema import with_values
+        from orchestrator.engine.loop import build_model, deployable_model
         from orchestrator.recipes import get_recipe
+        from orchestrator.spec.load import with_method_defaults
 
         key = json.dumps(point, sort_keys=True)
         if key in self.cache:
@@ -173,7 +174,7 @@ def curve(history: list[dict[str, Any]], reference: list[float]) -> list[dict[st
     """Hypervolume of the full-budget trials after each trial, against cumulative epochs."""
     import numpy as np
 
-    from orchestrator.pareto import hypervolume
+    from orchestrator.base.pareto import hypervolume
 
     out, spent, done = [], 0, []
     for h in history:
@@ -186,7 +187,7 @@ def curve(history: list[dict[str, Any]], reference: list[float]) -> list[dict[st
 
 
 def run_grid(trainer: Trainer) -> list[dict[str, Any]]:
-    from orchestrator.search import grid_points
+    from orchestrator.spec.space import grid_points
 
     history = []
     for point in grid_points(trainer.cfg):
@@ -201,9 +202,9 @@ def run_optuna(trainer: Trainer, budget: int, *, sampler_name: str, asha_on: boo
 
     import optuna
 
-    from orchestrator import asha
-    from orchestrator.search import sample_point
-    from orchestrator.tune import first_points
+    from orchestrator.engine import asha
+    from orchestrator.search.tune import first_points
+    from orchestrator.spec.space import sample_point
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg, seed = trainer.cfg, trainer.seed

@@ -34,10 +34,11 @@ from typing import Any
 import pandas as pd
 
 from benchmarks._common import ROOT, command_line, write
-from orchestrator import asha
-from orchestrator.config import Config, load_config, with_values
-from orchestrator.pareto import hypervolume
-from orchestrator.search import grid_points, trial_point
+from orchestrator.base.pareto import hypervolume
+from orchestrator.config.schema import Config, with_values
+from orchestrator.engine import asha
+from orchestrator.spec.load import load_config
+from orchestrator.spec.space import grid_points, trial_point
 
 GRID_DIR = ROOT / "results" / "gpu" / "search-grid" / "results" / "search-grid-stsb"
 CONFIG = ROOT / "search_spaces" / "search-grid-gpu.yaml"
@@ -106,7 +107,7 @@ def grid_suggester(seed: int):
 
 
 def optuna_suggester(cfg: Config, sampler: str, seed: int):
-    from orchestrator.tune import make_searcher
+    from orchestrator.search.tune import make_searcher
 
     search = make_searcher(with_values(cfg, {"search.sampler": sampler, "train.seed": seed,
                                              "search.num_samples": 48}))

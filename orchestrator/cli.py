@@ -7,8 +7,9 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from orchestrator.config import Config, ConfigError, load_config
-from orchestrator.redact import redact
+from orchestrator.base.redact import redact
+from orchestrator.config.schema import Config, ConfigError
+from orchestrator.spec.load import load_config
 from orchestrator.tasks import DataError  # the registry alone: no torch
 
 
@@ -24,7 +25,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    from orchestrator import console
+    from orchestrator.engine import console
 
     console.set_verbose(bool(getattr(args, "verbose", False)))
     return load_config(args.config, args.overrides)
@@ -42,14 +43,6 @@ def bounded(text: str) -> str:
         return f"{line[:MAX_LINE]} ... ({len(line) - MAX_LINE:,} more characters cut)"
 
     return "\n".join(cut(line) for line in text.split("\n"))
-
-
-def prog(module: str) -> str:
-    """A parser's usage name: `python -m orchestrator sweep` when the one entry point (orchestrator/__main__.py,
-    which puts that in argv[0]) dispatched here, else the module's own `python -m orchestrator.sweep`."""
-    if sys.argv and sys.argv[0].startswith("python -m orchestrator "):
-        return sys.argv[0]
-    return f"python -m {module}"
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:

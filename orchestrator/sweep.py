@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.cli import add_config_options, config_from_args, prog, run_main
-from orchestrator.config import dump_yaml
-from orchestrator.redact import redact
-from orchestrator.search import budget_line, describe_space
+from orchestrator.base.redact import redact
+from orchestrator.base.shell import prog
+from orchestrator.cli import add_config_options, config_from_args, run_main
+from orchestrator.config.schema import dump_yaml
+from orchestrator.spec.space import budget_line, describe_space
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         for line in describe_space(cfg):
             print(redact(line))
         print(f"# budget: {budget_line(cfg)}")
-        from orchestrator.run import preflight
+        from orchestrator.engine.run import preflight
 
         preflight(cfg, hub=False)  # ranks, the model folder, the data files: what a real run would refuse
         print("# checks: ranks, local model folders and local data files are usable (hub ids: not checked)")
         return 0
-    from orchestrator.tune import run_sweep  # Ray is imported only when a sweep really runs
+    from orchestrator.search.tune import run_sweep  # Ray is imported only when a sweep really runs
 
     return run_sweep(cfg, resume=args.resume, smoke=args.smoke)
 

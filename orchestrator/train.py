@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from orchestrator.cli import add_config_options, config_from_args, prog, run_main
+from orchestrator.base.shell import prog
+from orchestrator.cli import add_config_options, config_from_args, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from orchestrator.config import ConfigError
-    from orchestrator.validation import out_dir_problem
+    from orchestrator.config.schema import ConfigError
+    from orchestrator.spec.validation import out_dir_problem
 
     # Before Ray starts: a folder under /proc failed only after Ray was up, with a traceback. With the config's
     # own problems, all at once.
@@ -34,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(out_problems + exc.problems, args.config) from None
     if out_problems:
         raise ConfigError(out_problems)
-    from orchestrator import console
-    from orchestrator.run import fit, preflight
+    from orchestrator.engine import console
+    from orchestrator.engine.run import fit, preflight
 
     preflight(cfg)  # refuses a bad rank before Ray starts or anything is written
     with console.EpochFollower(args.out, cfg.name, cfg.train.epochs):

@@ -1,6 +1,6 @@
 """`python -m orchestrator.ui`: the MLflow UI for the sweeps in a results folder, on this machine only.
 
-Runs `mlflow server` on results/mlflow.db (the default tracking store, see orchestrator/tracking.py)
+Runs `mlflow server` on results/mlflow.db (the default tracking store, see orchestrator/tracking/runs.py)
 with one worker and MLflow's background job runner off (about 490 MiB instead of 1.1 GB,
 ../shared/notes/STACK.md). It binds to 127.0.0.1 unless told otherwise: the MLflow UI has no login of
 its own, so a non-loopback address is refused unless --allow-remote is given, and then it should sit
@@ -29,11 +29,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from orchestrator.tracking import ARTIFACTS_DIR, DB_FILE
+from orchestrator.tracking.runs import ARTIFACTS_DIR, DB_FILE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from orchestrator.cli import prog
+    from orchestrator.base.shell import prog
 
     parser = argparse.ArgumentParser(
         prog=prog("orchestrator.ui"),
@@ -104,7 +104,7 @@ def missing_piece() -> str | None:
     """What this interpreter lacks to serve the UI (checked before anything starts), or None."""
     for module in ("mlflow", "uvicorn"):
         if importlib.util.find_spec(module) is None:
-            from orchestrator.shell import python_command
+            from orchestrator.base.shell import python_command
 
             return (f"{module} is not importable by {sys.executable}; install the project into this interpreter's "
                     f"environment ({python_command()} -m pip install -e . from the checkout)")
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results).expanduser().resolve()
     db = results / DB_FILE
     if not db.is_file():
-        from orchestrator.shell import python_command
+        from orchestrator.base.shell import python_command
 
         print(f"error: no MLflow database at {db}. Run a sweep first ({python_command()} -m orchestrator.sweep "
               "--config FILE), or point --results at the folder that holds its mlflow.db (the sweep's results_dir).",

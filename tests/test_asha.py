@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from orchestrator.asha import record_and_decide, rung_epochs, should_stop
+from orchestrator.engine.asha import record_and_decide, rung_epochs, should_stop
 
 
 def test_rungs_are_grace_times_eta_powers_below_the_budget() -> None:
@@ -38,7 +38,7 @@ def test_records_are_shared_and_a_resumed_trial_keeps_its_first_decision(tmp_pat
 # ------------------------------------------------------------------------ MO-ASHA (hand-made rung tables)
 
 def test_nondominated_order_ranks_fronts_then_crowding() -> None:
-    from orchestrator.pareto import crowding_distance, nondominated_order, nondominated_ranks
+    from orchestrator.base.pareto import crowding_distance, nondominated_order, nondominated_ranks
 
     # (metric max, params min): a, b, c on the front; d dominated by b; e dominated by d (third front)
     points = np.array([[0.9, 100.0], [0.8, 50.0], [0.6, 10.0], [0.7, 60.0], [0.5, 70.0]])
@@ -50,7 +50,7 @@ def test_nondominated_order_ranks_fronts_then_crowding() -> None:
 
 
 def test_mo_asha_keeps_the_cheap_end_of_the_front_that_asha_stops() -> None:
-    from orchestrator.asha import mo_should_stop
+    from orchestrator.engine.asha import mo_should_stop
 
     earlier = [[0.90, 100.0], [0.85, 80.0], [0.80, 60.0]]  # (metric, params) recorded at the rung
     cheap = [0.60, 5.0]  # a small rank: the worst metric, but nobody is as small
@@ -73,7 +73,7 @@ def test_mo_asha_records_vectors_and_keeps_first_decisions(tmp_path) -> None:
 
 
 def test_the_rung_value_is_the_metric_or_the_objectives() -> None:
-    from orchestrator.records import EarlyStopSpec
+    from orchestrator.config.records import EarlyStopSpec
 
     report = {"metric": 0.7, "params": 1e6, "flops": 3e8}
     asha = EarlyStopSpec("d", "t", (1,), 2.0)

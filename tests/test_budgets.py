@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from orchestrator.budgets import budget_text, one_budget_per_task
+from orchestrator.config.budgets import budget_text, one_budget_per_task
 
 
 def trials(*rows: tuple) -> pd.DataFrame:

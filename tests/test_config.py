@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.config import (
-    Config,
-    ConfigError,
-    load_config,
-    parse_override,
-    scalar_keys,
-    with_values,
-)
-from orchestrator.search import grid_points, sample_point
+from orchestrator.config.schema import Config, ConfigError, parse_override, scalar_keys, with_values
+from orchestrator.spec.load import load_config
+from orchestrator.spec.space import grid_points, sample_point
 from tests.conftest import DATA, MODELS, REPO
 
 SEARCH_SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))

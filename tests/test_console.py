@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from orchestrator import console
+from orchestrator.engine import console
+from orchestrator.search import sweep_console
 
 RESULT = {"epoch": 2, "loss": 0.41234, "metric": 0.7333, "metric_name": "accuracy", "lambda": 0.125,
           "params": 547, "base_params": 1000, "params_no_embeddings": 47, "base_params_no_embeddings": 1000,
@@ -84,8 +85,8 @@ def test_the_train_console_follows_epochs_from_the_file(tmp_path, monkeypatch, c
 
 
 def test_dry_run_budget_counts_trial_epochs() -> None:
-    from orchestrator.config import load_config
-    from orchestrator.search import budget_line
+    from orchestrator.spec.load import load_config
+    from orchestrator.spec.space import budget_line
     from tests.conftest import REPO
 
     cfg = load_config(REPO / "search_spaces" / "quickstart.yaml")
@@ -101,17 +102,17 @@ def test_the_summary_judges_the_front_against_the_teacher(tmp_path) -> None:
     the sweep has no reference."""
     import pandas as pd
 
-    from orchestrator.config import load_config
-    from orchestrator.report import front_of
+    from orchestrator.reports.report import front_of
+    from orchestrator.spec.load import load_config
     from tests.test_sweep_page import add_teacher, make_sweep
 
     sweep_dir = make_sweep(tmp_path / "results")
     cfg = load_config(sweep_dir / "sweep.yaml", ["tracking.uri=null"])
     trials = pd.read_csv(sweep_dir / "trials.csv")
-    lines = console.summary(cfg, trials, front_of(cfg, trials), sweep_dir)
+    lines = sweep_console.summary(cfg, trials, front_of(cfg, trials), sweep_dir)
     assert [line for line in lines if line.startswith("reference: no reference score")]
     add_teacher(sweep_dir)
-    lines = console.summary(cfg, trials, front_of(cfg, trials), sweep_dir)
+    lines = sweep_console.summary(cfg, trials, front_of(cfg, trials), sweep_dir)
     assert ("reference: FFT teacher (minilm-l6-h384) accuracy 0.8500, params 100.0 % (enc 100.0 %), FLOPs 100.0 %; "
             "the front's best is 94.1 % of it; fine-tuned once in 1.6 min, apart from the trials' times") in lines
 

@@ -9,9 +9,10 @@ import optuna
 import pandas as pd
 import pytest
 
-from orchestrator.config import ConfigError, load_config
-from orchestrator.constraints import parse
-from orchestrator.report import front_of
+from orchestrator.config.constraints import parse
+from orchestrator.config.schema import ConfigError
+from orchestrator.reports.report import front_of
+from orchestrator.spec.load import load_config
 from tests.conftest import REPO
 
 QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
@@ -44,7 +45,7 @@ def test_the_front_leaves_infeasible_trials_out(tmp_path) -> None:
 
 
 def test_the_sampler_is_told_each_trials_violations(tmp_path) -> None:
-    from orchestrator.tune import make_searcher
+    from orchestrator.search.tune import make_searcher
 
     cfg = load_config(QUICKSTART, [f"results_dir={tmp_path}", 'search.constraints=["params_kept_pct <= 50"]'])
     url = f"sqlite:///{tmp_path / 'optuna.db'}"

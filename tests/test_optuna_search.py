@@ -8,14 +8,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from orchestrator.config import load_config
+from orchestrator.spec.load import load_config
 from tests.conftest import REPO
 
 QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
 
 
 def searcher(tmp_path: Path, url: str | None):
-    from orchestrator.tune import make_searcher
+    from orchestrator.search.tune import make_searcher
 
     cfg = load_config(QUICKSTART, [f"results_dir={tmp_path}", "search.sampler=random"])
     return cfg, make_searcher(cfg, url)
@@ -62,6 +62,6 @@ def test_the_study_survives_save_and_restore_without_duplicates(tmp_path: Path) 
     ("postgresql://bob:pw@db/optuna", "postgresql://bob:pw@db/optuna"),
 ])
 def test_the_study_lives_under_the_sweep_unless_told(tmp_path: Path, storage: str | None, expected: str) -> None:
-    from orchestrator.optuna_search import storage_url
+    from orchestrator.search.optuna_search import storage_url
 
     assert storage_url(storage, tmp_path / "s") == expected.format(sweep=(tmp_path / "s").resolve())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.pareto import hypervolume, pareto_mask
+from orchestrator.base.pareto import hypervolume, pareto_mask
 
 
 def test_front_mixes_max_and_min() -> None:
@@ -48,8 +48,8 @@ def test_hypervolume_3d_by_hand_and_points_beyond_reference() -> None:
 def test_ablation_table_mean_and_std_per_cell() -> None:
     import pandas as pd
 
-    from orchestrator.config import Config
-    from orchestrator.tune import ablation_markdown, ablation_table
+    from orchestrator.config.schema import Config
+    from orchestrator.search.tune import ablation_markdown, ablation_table
 
     cfg = Config()
     cfg.space = {"method.decay_schedule": {"grid": ["sine", "linear"]}}
@@ -71,8 +71,8 @@ def test_ablation_table_mean_and_std_per_cell() -> None:
 def test_pareto_markdown_shows_both_parameter_bases() -> None:
     import pandas as pd
 
-    from orchestrator.config import load_config
-    from orchestrator.report import front_of, pareto_markdown
+    from orchestrator.reports.report import front_of, pareto_markdown
+    from orchestrator.spec.load import load_config
 
     cfg = load_config(None, base={"name": "s", "task": "glue/sst2", "model": "bert-base-uncased"})
     trials = pd.DataFrame([{"trial_id": "a", "method.name": "pc_lora", "full_budget": True, "metric": 0.8,
@@ -89,8 +89,8 @@ def test_trials_csv_carries_the_kept_pct_the_console_shows(tmp_path) -> None:
     """trials.csv: params_kept_pct, encoder_params_kept_pct, flops_kept_pct beside the raw sizes (issue 32)."""
     from types import SimpleNamespace
 
-    from orchestrator.config import load_config
-    from orchestrator.sweep_outputs import collect_rows
+    from orchestrator.reports.sweep_outputs import collect_rows
+    from orchestrator.spec.load import load_config
 
     cfg = load_config(None, base={"name": "s", "task": "glue/sst2", "model": "bert-base-uncased",
                                   "results_dir": str(tmp_path)})

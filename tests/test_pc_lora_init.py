@@ -85,7 +85,8 @@ def test_unknown_init_is_refused_and_nothing_changes() -> None:
 
 def test_the_config_key_reaches_the_model_and_a_wrong_value_names_the_key(tmp_path) -> None:
     from orchestrator import recipes
-    from orchestrator.config import ConfigError, load_config
+    from orchestrator.config.schema import ConfigError
+    from orchestrator.spec.load import load_config
     from orchestrator.tasks import get_task
     from tests.test_recipes import tiny_bert_dir
 
@@ -101,7 +102,7 @@ def test_the_config_key_reaches_the_model_and_a_wrong_value_names_the_key(tmp_pa
 
 def test_the_svd_start_has_its_own_default_learning_rate() -> None:
     """2e-3 (the zero start's default) collapsed every svd-start run on the H200; 1e-3 is its default."""
-    from orchestrator.config import load_config, with_method_defaults
+    from orchestrator.spec.load import load_config, with_method_defaults
 
     base = {"name": "t", "task": "glue/sst2", "model": "bert-base-uncased", "method": {"name": "pc_lora"}}
     lr = lambda *sets: with_method_defaults(load_config(None, list(sets), base=base)).train.lr  # noqa: E731

@@ -13,9 +13,10 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from orchestrator import recipes
-from orchestrator.config import ConfigError, load_config, with_method_defaults, with_values
+from orchestrator.config.schema import ConfigError, with_values
 from orchestrator.recipes.kd_lora import KDTeacher
-from orchestrator.search import grid_points, sample_point
+from orchestrator.spec.load import load_config, with_method_defaults
+from orchestrator.spec.space import grid_points, sample_point
 from orchestrator.tasks import get_task
 from tests.conftest import REPO
 
@@ -208,7 +209,7 @@ def test_kd_lora_with_augmentation_distils_from_the_teacher_on_the_same_batch(tm
 
 
 def test_a_non_finite_step_is_reported_and_leaves_the_weights_alone(tmp_path: Path) -> None:
-    from orchestrator.loop import StepState, make_optimizer, train_step
+    from orchestrator.engine.loop import StepState, make_optimizer, train_step
 
     path = tiny_bert_dir(tmp_path / "m")
     cfg = with_method_defaults(with_values(load_config(None, base={**BASE, "model": str(path)}),
@@ -232,7 +233,7 @@ def test_a_non_finite_step_is_reported_and_leaves_the_weights_alone(tmp_path: Pa
 def test_metrics_json_is_strict_json_and_a_diverged_run_has_no_metric(tmp_path: Path) -> None:
     import json
 
-    from orchestrator.records import RunMetrics
+    from orchestrator.config.records import RunMetrics
 
     raw = {"task": "glue/stsb", "method": "pc_lora", "metric_name": "pearson_spearman", "metric": None,
            "params": 1, "params_no_embeddings": 1, "base_params": 2, "base_params_no_embeddings": 2, "flops": 1,
@@ -296,8 +297,8 @@ def test_pc_lora_with_the_fine_tuned_teacher_adds_logit_kd_on_padded_batches(tmp
 def test_a_sweeps_first_points_are_keyed_by_config_keys() -> None:
     """Ray's OptunaSearch hands a points_to_evaluate entry to the trial as its config, so a seeded point
     must use dotted config keys (an Optuna name like `train.lr[kd_lora]` failed every seeded trial)."""
-    from orchestrator.config import field_type
-    from orchestrator.tune import first_points
+    from orchestrator.config.schema import field_type
+    from orchestrator.search.tune import first_points
 
     cfg = load_config(REPO / "search_spaces" / "quickstart.yaml")
     points = first_points(cfg, prefer_config=True)
@@ -311,7 +312,7 @@ def test_a_sweeps_first_points_are_keyed_by_config_keys() -> None:
 def test_a_trials_point_drops_the_names_optuna_captured() -> None:
     """Ray's OptunaSearch returns {**captured Optuna params, **sample_point(...)}: a per-method dimension then
     arrives twice, as `train.lr[pc_lora]` and `train.lr`; only the config key may reach with_values."""
-    from orchestrator.search import trial_point
+    from orchestrator.spec.space import trial_point
 
     config = {"method.name": "pc_lora", "train.lr[pc_lora]": 2e-3, "train.lr": 2e-3, "method.rank": 8}
     point = trial_point(config)

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from orchestrator.cli import MAX_LINE, bounded, run_main
-from orchestrator.config import ConfigError, load_config
+from orchestrator.config.schema import ConfigError
+from orchestrator.spec.load import load_config
 from tests.conftest import REPO
 
 BASE = {"name": "r", "task": "glue/sst2", "model": "bert-base-uncased"}
@@ -147,7 +148,7 @@ def test_a_diverged_epoch_reports_every_objective_at_its_worst() -> None:
     """Tune refuses a result without a metric its searcher names; the loop dropped the diverged trial's None."""
     import math
 
-    from orchestrator.session import tune_result
+    from orchestrator.engine.session import tune_result
 
     diverged = {"epoch": 1, "metric": None, "loss": math.nan, "diverged": True, "params": 10}
     result = tune_result(diverged, ["metric:max", "params:min", "train_seconds:min"])
@@ -161,7 +162,7 @@ def test_a_diverged_trial_is_failed_in_optuna_not_told_its_stand_in_values() -> 
 
     import optuna
 
-    from orchestrator.optuna_search import FullBudgetOptunaSearch
+    from orchestrator.search.optuna_search import FullBudgetOptunaSearch
 
     searcher = FullBudgetOptunaSearch(space=lambda trial: {"x": trial.suggest_float("x", 0, 1)},
                                       metric=["metric", "params"], mode=["max", "min"])
@@ -175,7 +176,7 @@ def test_a_diverged_trial_is_failed_in_optuna_not_told_its_stand_in_values() -> 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from orchestrator.fs import held_lock
+from orchestrator.base.fs import held_lock
 with held_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(600)
@@ -189,7 +190,7 @@ def hold_lock(path: Path) -> subprocess.Popen:
 
 
 def test_a_held_lock_is_refused_at_once_and_a_dead_holder_leaves_none(tmp_path: Path) -> None:
-    from orchestrator.fs import LockHeld, held_lock
+    from orchestrator.base.fs import LockHeld, held_lock
 
     lock = tmp_path / ".sweep.lock"
     holder = hold_lock(lock)
@@ -207,7 +208,9 @@ def test_a_held_lock_is_refused_at_once_and_a_dead_holder_leaves_none(tmp_path: 
 
 
 def _refused_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, resume: bool) -> tuple[int, list[str]]:
-    from orchestrator import run, tracking, tune
+    from orchestrator.engine import run
+    from orchestrator.search import tune
+    from orchestrator.tracking import runs as tracking
 
     touched: list[str] = []
     monkeypatch.setattr(run, "preflight", lambda cfg: None)
@@ -246,7 +249,7 @@ def test_mlflow_schema_creation_happens_under_a_lock_beside_the_database(tmp_pat
 
     import mlflow.tracking
 
-    from orchestrator import tracking
+    from orchestrator.tracking import runs as tracking
 
     cfg = load_config(None, [f"results_dir={tmp_path}"], base=BASE)
     lock = tmp_path / "mlflow.db.lock"
@@ -278,9 +281,10 @@ def test_what_travels_to_trials_and_the_searcher_holds_no_password(tmp_path: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from ray import cloudpickle
 
-    from orchestrator import tracking, tune
-    from orchestrator.config import config_from_dict
-    from orchestrator.redact import TRACKING_URI_VAR
+    from orchestrator.base.redact import TRACKING_URI_VAR
+    from orchestrator.config.schema import config_from_dict
+    from orchestrator.search import tune
+    from orchestrator.tracking import runs as tracking
 
     monkeypatch.delenv(TRACKING_URI_VAR, raising=False)
     cfg = load_config(QUICKSTART, [f"tracking.uri={SECRET_URI}", f"results_dir={tmp_path}"])
@@ -298,7 +302,7 @@ def test_what_travels_to_trials_and_the_searcher_holds_no_password(tmp_path: Pat
 
 
 def test_a_concealed_uri_is_not_revealed_for_another_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator.redact import TRACKING_URI_VAR, conceal_uri, reveal_uri
+    from orchestrator.base.redact import TRACKING_URI_VAR, conceal_uri, reveal_uri
 
     monkeypatch.setenv(TRACKING_URI_VAR, "http://bob:other-secret@host:1")
     assert conceal_uri("sqlite:///x.db") == "sqlite:///x.db"  # nothing to hide: the environment is left alone
@@ -345,7 +349,7 @@ def test_the_report_and_leaderboard_work_when_model_and_data_folders_are_gone(tm
 
 
 def test_sweep_yaml_records_paths_as_the_user_wrote_them(tmp_path: Path) -> None:
-    from orchestrator.config_paths import as_written
+    from orchestrator.spec.paths import as_written
 
     (tmp_path / "real-model").mkdir()
     (tmp_path / "real-model" / "config.json").write_text("{}")
@@ -366,7 +370,7 @@ def test_sweep_yaml_records_paths_as_the_user_wrote_them(tmp_path: Path) -> None
 def test_a_resumed_sweep_fails_the_study_trials_left_running(tmp_path: Path) -> None:
     import optuna
 
-    from orchestrator.optuna_search import fail_abandoned
+    from orchestrator.search.optuna_search import fail_abandoned
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="alone", storage=url, directions=["maximize", "minimize"])
@@ -386,8 +390,8 @@ def test_the_searchers_storage_is_pickled_without_its_password(tmp_path: Path, m
 
     import optuna
 
-    from orchestrator.optuna_search import rdb_storage
-    from orchestrator.redact import STORAGE_URL_VAR
+    from orchestrator.base.redact import STORAGE_URL_VAR
+    from orchestrator.search.optuna_search import rdb_storage
 
     monkeypatch.delenv(STORAGE_URL_VAR, raising=False)
     storage = rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
@@ -411,7 +415,9 @@ def test_train_reports_a_bad_out_and_a_bad_config_at_once(tmp_path: Path, capsys
 
 def test_a_sweep_that_raises_closes_its_parent_run_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """31.1: the sweep that died of the diverged trial left its parent run RUNNING for ever."""
-    from orchestrator import run, tracking, tune
+    from orchestrator.engine import run
+    from orchestrator.search import tune
+    from orchestrator.tracking import runs as tracking
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("Tune failed")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import run
-from orchestrator.config import Config
+from orchestrator.config.schema import Config
+from orchestrator.engine import run
 
 
 class FakeRay:
@@ -65,8 +65,8 @@ def test_one_worker_on_a_local_ray_trains_in_the_trial_process(monkeypatch) -> N
     """resources.trainer: auto = the Tune trial's own process for one worker on a local Ray (it then asks Ray
     for the worker's CPUs itself); a TorchTrainer for DDP or on a cluster (RAY_ADDRESS), whose trial function
     holds no CPU and stays on the head."""
-    from orchestrator.config import with_values
-    from orchestrator.tune import HEAD_RESOURCE, trial_resources
+    from orchestrator.config.schema import with_values
+    from orchestrator.search.tune import HEAD_RESOURCE, trial_resources
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     local = run.resolve_trainer(Config())
@@ -83,7 +83,8 @@ def test_one_worker_on_a_local_ray_trains_in_the_trial_process(monkeypatch) -> N
 
 
 def test_trial_trainer_with_several_workers_is_refused() -> None:
-    from orchestrator.config import ConfigError, load_config
+    from orchestrator.config.schema import ConfigError
+    from orchestrator.spec.load import load_config
     from tests.conftest import REPO
 
     with pytest.raises(ConfigError, match=r"resources.trainer: trial .* resources.workers is 2; set resources.trainer: "
@@ -96,7 +97,7 @@ def test_trial_trainer_with_several_workers_is_refused() -> None:
 def test_group_by_length_gets_its_own_teacher() -> None:
     """A KD-LoRA teacher trained on length-grouped batches is another teacher; without the option the key
     (and every teacher cached before it existed) is unchanged."""
-    from orchestrator.config import with_values
+    from orchestrator.config.schema import with_values
 
     cfg = with_values(Config(), {"method.name": "kd_lora"})
     grouped = with_values(cfg, {"train.group_by_length": True})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import search_replay as R
-from orchestrator.pareto import hypervolume
+from orchestrator.base.pareto import hypervolume
 
 pytestmark = pytest.mark.skipif(not (R.GRID_DIR / "trials.csv").is_file(), reason="the recorded grid is not here")
 

@@ -28,11 +28,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator import sweep, tracking
+from orchestrator import sweep
+from orchestrator.base.redact import redact, redact_uri, redact_value
 from orchestrator.cli import run_main
-from orchestrator.config import (
+from orchestrator.config.schema import (
     DECAY_SCHEDULES,
-    METHODS,
     SAMPLERS,
     SCHEDULERS,
     Config,
@@ -40,11 +40,12 @@ from orchestrator.config import (
     dump_yaml,
     field_type,
     is_safe_name,
-    load_config,
     scalar_keys,
     with_values,
 )
-from orchestrator.redact import redact, redact_uri, redact_value
+from orchestrator.recipes import METHODS
+from orchestrator.spec.load import load_config
+from orchestrator.tracking import runs as tracking
 from tests.conftest import REPO
 
 SECRET_PASSWORD = "s3cretPassw0rd"
@@ -101,7 +102,7 @@ def test_set_values_are_never_evaluated(tmp_path, monkeypatch):
         ("name=${HOME}", "name", None),                      # not expanded
         (f"name=$(touch {marker})", "name", None),
     ]:
-        from orchestrator.config import parse_override
+        from orchestrator.config.schema import parse_override
 
         assert parse_override(text)[0] == key
         if expected is not None:
@@ -117,11 +118,11 @@ def test_set_values_are_never_evaluated(tmp_path, monkeypatch):
                                   "ünï", "a b", "-rf"])
 def test_unsafe_names_are_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys, name):
     """Sweep names become folders and MLflow experiments only after validation."""
-    import orchestrator.tune
+    import orchestrator.search.tune
 
     started = []
     # Records instead of creating results_dir/name: a regression must not create /abs on this machine.
-    monkeypatch.setattr(orchestrator.tune, "run_sweep", lambda cfg, **kwargs: started.append(cfg.name) or 0)
+    monkeypatch.setattr(orchestrator.search.tune, "run_sweep", lambda cfg, **kwargs: started.append(cfg.name) or 0)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -692,7 +693,7 @@ def test_redact_survives_a_variable_deleted_while_the_environment_is_read() -> N
     """MLflow's telemetry thread deletes a variable mid-iteration; a trial failed with KeyError on the GPU."""
     from collections.abc import Mapping
 
-    from orchestrator import redact as redact_module
+    from orchestrator.base import redact as redact_module
 
     class Vanishing(Mapping):
         """os.environ as another thread sees it: a key listed, then deleted before it is read (once)."""
@@ -721,9 +722,9 @@ def test_the_callbacks_tune_pickles_into_tuner_pkl_hold_no_tracking_password(tmp
     """tune/tuner.pkl (the sweep's shared storage) held the tracking password through the callbacks' config."""
     from ray import cloudpickle
 
-    from orchestrator import tune as tune_module
-    from orchestrator.config import load_config
-    from orchestrator.console import ConsoleCallback
+    from orchestrator.search import tune as tune_module
+    from orchestrator.search.sweep_console import ConsoleCallback
+    from orchestrator.spec.load import load_config
 
     cfg = load_config(None, ["name=pk", f"tracking.uri={SECRET_URI}", f"results_dir={tmp_path}"],
                       base={"task": "glue/sst2", "model": "bert-base-uncased"})
@@ -740,7 +741,7 @@ def test_mlflow_never_prints_a_run_url_with_its_password(capsys) -> None:
     from mlflow.store.tracking.rest_store import RestStore
     from mlflow.tracking._tracking_service.client import TrackingServiceClient
 
-    import orchestrator.tracking  # noqa: F401 - importing it turns MLflow's URL printing off
+    import orchestrator.tracking.runs  # noqa: F401 - importing it turns MLflow's URL printing off
 
     client = TrackingServiceClient(f"http://alice:{SECRET_PASSWORD}@127.0.0.1:9")
     assert isinstance(client.store, RestStore)

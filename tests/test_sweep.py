@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from orchestrator.pareto import pareto_mask
+from orchestrator.base.pareto import pareto_mask
 from tests.conftest import DATA, MODELS, REPO, pid_at_first_checkpoint
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from orchestrator import sweep_page
-from orchestrator.config import dump_yaml, load_config
+from orchestrator.config.schema import dump_yaml
+from orchestrator.spec.load import load_config
 from tests.conftest import REPO, headless_chromium
 
 BASE = {"params": 22_000_000, "base_params": 22_000_000, "params_no_embeddings": 10_000_000,
@@ -68,7 +69,7 @@ def test_the_report_holds_front_curves_trials_and_config(tmp_path: Path, capsys:
 
 
 def test_the_report_refuses_what_is_not_a_sweep(tmp_path: Path) -> None:
-    from orchestrator.config import ConfigError
+    from orchestrator.config.schema import ConfigError
 
     with pytest.raises(ConfigError, match=r"SWEEP: no sweep.yaml in 'nope'"):
         sweep_page.main(["nope", "--results", str(tmp_path)])
@@ -93,8 +94,8 @@ def test_the_report_loads_and_sorts_in_chromium(tmp_path: Path) -> None:
 
 def add_teacher(sweep_dir: Path, metric: float = 0.85) -> Path:
     """The cached teacher the sweep's KD-LoRA trial (t_00001) used, where orchestrator/run.py keeps it."""
-    from orchestrator.config import with_values
-    from orchestrator.run import TEACHERS_DIR, teacher_key
+    from orchestrator.config.schema import with_values
+    from orchestrator.engine.run import TEACHERS_DIR, teacher_key
 
     cfg = load_config(sweep_dir / "sweep.yaml", ["tracking.uri=null"])
     kd = {"method.name": "kd_lora", "method.rank": 4, "method.student_layers": 3}
@@ -113,8 +114,8 @@ def svg_group_points(svg: str, gid: str) -> int:
 
 def test_the_teacher_is_the_reference_in_the_report_the_front_and_the_plot(tmp_path: Path) -> None:
     """Issue 32: a user can tell whether 0.80 is good: the FFT teacher's 0.85 is beside it everywhere."""
-    from orchestrator.references import teacher_references
-    from orchestrator.report import front_of, pareto_markdown
+    from orchestrator.reports.references import teacher_references
+    from orchestrator.reports.report import front_of, pareto_markdown
 
     sweep_dir = make_sweep(tmp_path / "results")
     add_teacher(sweep_dir)
@@ -154,7 +155,7 @@ def test_the_caption_is_true_to_the_figure(tmp_path: Path) -> None:
 def test_the_report_reads_the_references_the_sweep_recorded(tmp_path: Path) -> None:
     """sweep.yaml holds paths as the user wrote them and results may be copied elsewhere: the teacher's cache key
     cannot be found again from them, so the report reads the sweep's references.json."""
-    from orchestrator.references import Reference, write_record
+    from orchestrator.reports.references import Reference, write_record
 
     sweep_dir = make_sweep(tmp_path / "results")
     write_record(sweep_dir, [Reference(name="FFT teacher (minilm-l6-h384)", metric_name="accuracy", metric=0.9,

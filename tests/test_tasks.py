@@ -691,7 +691,7 @@ def test_evaluation_longest_first_changes_no_prediction(shared_data, shared_mode
     equal those of batches in example order."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from orchestrator.measure import evaluate, longest_first
+    from orchestrator.engine.measure import evaluate, longest_first
 
     ds, collate = T.build_dataset(T.get_task("glue/sst2"), "validation", model_name_or_path=str(MINILM),
                                   data_dir=shared_data, max_length=64, max_examples=64, seed=0, train=False)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator import tracking
-from orchestrator.config import load_config
+from orchestrator.spec.load import load_config
+from orchestrator.tracking import runs as tracking
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "search_spaces" / "quickstart.yaml"
 
@@ -63,7 +63,7 @@ def test_the_parent_holds_the_search_space_and_the_experiment_opens_on_runs(tmp_
 
 
 def test_the_parents_hypervolume_is_a_share_of_the_ideal_box(tmp_path: Path) -> None:
-    from orchestrator.tune import front_summary
+    from orchestrator.search.tune import front_summary
 
     cfg = config(tmp_path)  # objectives: metric max, params min; reference: metric 0, the base model's size
     trials = pd.DataFrame([{"metric": 0.8, "params": 50.0, "base_params": 100.0, "full_budget": True},

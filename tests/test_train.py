@@ -59,7 +59,7 @@ def single_process_metric(out: Path, method: str) -> float:
     from torch.utils.data import DataLoader
 
     from methods import pc_lora
-    from orchestrator.config import config_from_dict
+    from orchestrator.config.schema import config_from_dict
     from orchestrator.tasks import build_dataset, compute_metrics, get_task, load_model
 
     cfg = config_from_dict(yaml.safe_load((out / "config.yaml").read_text()))

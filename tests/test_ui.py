@@ -318,7 +318,7 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
     exp_id = api(url, "experiments/get-by-name", params="experiment_name=ui")["experiment"]["experiment_id"]
     # The experiment carries this tool's view (tracking.DEFAULT_VIEW, set when the sweep created it): the
     # link the sweep prints opens the runs sorted by metric, listed flat, with the kept-% columns in view.
-    from orchestrator import tracking
+    from orchestrator.tracking import runs as tracking
 
     page = tracking.view_url(url, exp_id)
     shot = tmp_path / "experiment-page.png"

@@ -15,7 +15,8 @@ from transformers import (
     MPNetForSequenceClassification,
 )
 
-from orchestrator.config import Config, load_config, with_method_defaults, with_values
+from orchestrator.config.schema import Config, with_values
+from orchestrator.spec.load import load_config, with_method_defaults
 
 # Characters and word pieces: every lower-case word splits into pieces the vocabulary has (no [UNK]).
 _PIECES = [*string.ascii_lowercase, *string.digits, *(f"##{c}" for c in string.ascii_lowercase + string.digits),
@@ -70,9 +71,9 @@ def tiny_config(tmp_path: Path, model: Path, **values: Any) -> Config:
 
 def run_here(cfg: Config, out_dir: Path, *, teacher_dir: Path | None = None, emit_train_logits: bool = False) -> None:
     """orchestrator.loop.run_loop in this process, on the CPU, reporting nowhere."""
-    from orchestrator.loop import run_loop
-    from orchestrator.records import LoopConfig
-    from orchestrator.session import Session
+    from orchestrator.config.records import LoopConfig
+    from orchestrator.engine.loop import run_loop
+    from orchestrator.engine.session import Session
 
     session = Session(rank=0, world=1, device=torch.device("cpu"), checkpoint=None,
                       report=lambda metrics, ckpt: None, make_checkpoint=lambda folder: None,

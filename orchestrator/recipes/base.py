@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from orchestrator.config import Config
+    from orchestrator.config.schema import Config
     from orchestrator.tasks import TaskSpec
 
 

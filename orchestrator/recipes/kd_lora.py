@@ -1,7 +1,7 @@
 """KD-LoRA (Azimi et al., arXiv 2410.20777): a smaller LoRA student distilled from a fine-tuned teacher.
 
 The teacher (`model`, or `method.teacher`) is fully fine-tuned once per task on the driver and
-cached with its logits for every training example (orchestrator/run.py `ensure_teacher`). The
+cached with its logits for every training example (orchestrator/engine/run.py `ensure_teacher`). The
 student is, as in the paper, a separately pre-trained smaller model (`method.student`, e.g.
 MiniLM-L3 for an L6 teacher) or the *pre-trained* model cut to `method.student_layers` evenly spaced
 layers (DistilBERT's initialisation). Cutting the already fine-tuned teacher is another method and
@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.config.records import TrialFiles
 from orchestrator.recipes.base import Recipe, StepInputs, present_settings, short_number
 from orchestrator.recipes.lora import lora_rank_problems
-from orchestrator.records import TrialFiles
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from orchestrator.config import Config
+    from orchestrator.config.schema import Config
     from orchestrator.tasks import TaskSpec
 
 STUDENT_INITS = ("pretrained", "finetuned_teacher")

@@ -10,7 +10,7 @@ from orchestrator.recipes.base import Recipe
 if TYPE_CHECKING:
     from torch import nn
 
-    from orchestrator.config import Config
+    from orchestrator.config.schema import Config
     from orchestrator.tasks import TaskSpec
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from methods.feature_cache import FeatureCache
-    from orchestrator.config import Config
+    from orchestrator.config.schema import Config
     from orchestrator.tasks import TaskSpec
 
 KD_TEACHERS = ("pretrained", "finetuned")

@@ -25,7 +25,7 @@ Modules, one job each:
     cache     build_dataset, clear_memo, CACHE_VERSION (tokenisation, in-process memo, disk cache)
     cli       describe, main: python -m orchestrator.tasks describe TASK [--data-dir DIR] [--json]
 
-Only the registry is imported with the package: `orchestrator.config` checks `task:` against TASKS
+Only the registry is imported with the package: `orchestrator.spec.validation` checks `task:` against TASKS
 on every config load, and that must not import torch, datasets or transformers. Every other name
 (public, and the private helpers tests use) is looked up in its module on first access (PEP 562).
 To monkeypatch a helper, patch the module that uses it (orchestrator.tasks.loading._load_from_hub,

@@ -83,7 +83,7 @@ def list_text(as_json: bool) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI; the exit status: 0, or 2 for an unknown task or bad data (the message, no traceback)."""
-    from orchestrator.cli import prog
+    from orchestrator.base.shell import prog
 
     parser = argparse.ArgumentParser(
         prog=prog("orchestrator.tasks"),

@@ -1,6 +1,6 @@
 """The task table: what each task's data, labels and metrics are. Pure standard library on purpose.
 
-`orchestrator.config` validates `task:` against TASKS on every config load; keeping this module free
+`orchestrator.spec.validation` checks `task:` against TASKS on every config load; keeping this module free
 of torch, datasets and numpy makes that cheap (the heavy modules of this package load on first use).
 """
 
