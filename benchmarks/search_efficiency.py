@@ -150,7 +150,7 @@ class Trainer:
         if key in self.cache:
             return self.cache[key]
         cfg = with_method_defaults(with_values(self.cfg, point))
-        if get_recipe(cfg.method.name).needs_teacher(cfg):
+        if any(aux.role == "teacher" for aux in get_recipe(cfg.method.name).auxiliary_models(cfg)):
             self.ensure_teacher()
         start = time.perf_counter()
         model = build_model(cfg, self.task, str(self.teacher_dir) if self.teacher_dir else None)

@@ -33,7 +33,8 @@ def test_progress_line_counts_and_estimates_what_is_left() -> None:
     line = console.progress_line({"complete": 3, "stopped": 1, "running": 2}, 8, 0.83, started, eta=222.0)
     assert line.startswith("trials 4/8 done (3 complete, 1 stopped), 2 running; best metric 0.8300; 10.0 min")
     assert line.endswith("ETA 3.7 min")
-    bounded = console.progress_line({"complete": 1}, 8, None, started, eta=60.0, bound=True, teacher=True)
+    bounded = console.progress_line({"complete": 1}, 8, None, started, eta=60.0, bound=True,
+                                   pending=("the KD-LoRA teacher",))
     assert bounded.endswith("ETA ≤ 1.0 min + the KD-LoRA teacher")
     assert "ETA" not in console.progress_line({"complete": 8}, 8, None, started, eta=5.0)
     assert "ETA" not in console.progress_line({"complete": 1}, 8, None, started)  # nothing timed yet
@@ -129,5 +130,5 @@ def test_progress_follows_the_trials_reports() -> None:
     progress.finish("a", "complete", 0.8, running=["b"])
     # b: 2 epochs left at 10 s; 2 pending trials x 3 epochs at the mean of 40 and 10 s; 2 slots
     assert progress.eta() == (2 * 10 + 2 * 3 * 25) / 2
-    line = progress.line(teacher=False)
+    line = progress.line()
     assert "trials 1/4 done (1 complete), 1 running; best metric 0.8000" in line and line.endswith("ETA ≤ 1.4 min")

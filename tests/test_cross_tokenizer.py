@@ -16,7 +16,7 @@ from methods.kd_lora import TeacherLogits
 from orchestrator import recipes
 from orchestrator.config.records import TrialFiles
 from orchestrator.config.schema import with_values
-from orchestrator.engine.run import teacher_config
+from orchestrator.recipes.auxiliary import teacher_config
 from orchestrator.recipes.base import StepInputs
 from orchestrator.spec.load import with_method_defaults
 from orchestrator.tasks import build_dataset, get_task
@@ -25,7 +25,7 @@ from tests.tiny_text import run_here, tiny_bert_dir, tiny_config, tiny_mpnet_dir
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The KD-LoRA config (mpnet teacher -> bert student) and its teacher, trained as ensure_teacher trains it."""
+    """The KD-LoRA config (mpnet teacher -> bert student) and its teacher, trained as ensure_auxiliary trains it."""
     tmp = tmp_path_factory.mktemp("xtok")
     teacher, student = tiny_mpnet_dir(tmp / "teacher", seed=1), tiny_bert_dir(tmp / "student", seed=2)
     cfg = tiny_config(tmp, teacher, **{"method.name": "kd_lora", "method.student": str(student), "method.rank": 2,

@@ -151,9 +151,9 @@ def test_pc_lora_logit_kd_needs_a_fine_tuned_teacher() -> None:
         load_config(None, ["method.name=pc_lora", "method.logit_kd_weight=0.3"], base=BASE)
     cfg = load_config(None, ["method.name=pc_lora", "method.logit_kd_weight=0.3", "method.kd_teacher=finetuned"],
                       base=BASE)
-    assert recipes.get_recipe("pc_lora").needs_teacher(cfg)
-    assert not recipes.get_recipe("pc_lora").needs_teacher(with_values(cfg, {"method.kd_teacher": "pretrained",
-                                                                              "method.logit_kd_weight": 0.0}))
+    assert [aux.role for aux in recipes.get_recipe("pc_lora").auxiliary_models(cfg)] == ["teacher"]
+    assert not recipes.get_recipe("pc_lora").auxiliary_models(with_values(cfg, {"method.kd_teacher": "pretrained",
+                                                                                 "method.logit_kd_weight": 0.0}))
 
 
 def test_kd_lora_student_is_the_pretrained_model_cut_unless_the_teacher_cut_is_asked_for(tmp_path: Path) -> None:

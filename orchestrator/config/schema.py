@@ -90,6 +90,9 @@ class MethodConfig:
     # What a cut student starts from: `pretrained` (the paper's: the pre-trained model cut to k layers) or
     # `finetuned_teacher` (the fine-tuned teacher cut, head included: another method, asked for by name).
     student_init: str = "pretrained"
+    # KD-LoRA with `student`: also fine-tune the student fully once (cached like the teacher), the ceiling its
+    # trials are judged against; false saves that run (orchestrator/recipes/auxiliary.py).
+    student_ceiling: bool = True
     teacher_epochs: int = 3
     teacher_lr: float = 5.0e-5
     # Module-name patterns to adapt instead of the per-architecture defaults.

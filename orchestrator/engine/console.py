@@ -115,17 +115,17 @@ def eta_seconds(running: list[tuple[int, float | None]], pending: int, epochs: i
 
 
 def progress_line(counts: dict[str, int], total: int, best: float | None, started: float,
-                  eta: float | None = None, *, bound: bool = False, teacher: bool = False) -> str:
+                  eta: float | None = None, *, bound: bool = False, pending: tuple[str, ...] = ()) -> str:
     """`trials 5/8 done (3 complete, 1 stopped, 1 diverged), 2 running; best metric 0.8312; 6.2 min, ETA 3.7 min`.
 
-    `eta` from eta_seconds; `bound`: early stopping may end trials sooner (ETA ≤); `teacher`: a KD-LoRA teacher
-    still fine-tuning, whose time is not in the ETA."""
+    `eta` from eta_seconds; `bound`: early stopping may end trials sooner (ETA ≤); `pending`: the auxiliary models
+    still fine-tuning ("the KD-LoRA teacher"), whose time is not in the ETA."""
     done = sum(counts.get(k, 0) for k in ("complete", "stopped", "diverged", "error"))
     detail = ", ".join(f"{counts[k]} {k}" for k in ("complete", "stopped", "diverged", "error") if counts.get(k))
     elapsed = time.time() - started
     eta_text = ""
     if eta is not None and done < total:
-        eta_text = f", ETA {'≤ ' if bound else ''}{eta / 60:.1f} min" + (" + the KD-LoRA teacher" if teacher else "")
+        eta_text = f", ETA {'≤ ' if bound else ''}{eta / 60:.1f} min" + "".join(f" + {title}" for title in pending)
     best_text = "" if best is None else f"; best metric {best:.4f}"
     return (f"trials {done}/{total} done ({detail or 'none yet'}), {counts.get('running', 0)} running"
             f"{best_text}; {elapsed / 60:.1f} min{eta_text}")
@@ -169,9 +169,9 @@ class Progress:
         return eta_seconds(running, max(0, self.total - finished - len(running)), self.epochs,
                            list(self.own.values()), self.slots)
 
-    def line(self, *, teacher: bool = False) -> str:
+    def line(self, *, pending: tuple[str, ...] = ()) -> str:
         return progress_line(self.counts, self.total, self.best, self.started, self.eta(), bound=self.bound,
-                             teacher=teacher)
+                             pending=pending)
 
 
 class EpochFollower:

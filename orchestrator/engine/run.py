@@ -1,30 +1,29 @@
 """Fitting one configuration with a Ray Train TorchTrainer; shared by `orchestrator.train` and sweep trials.
 
-Also the two things that must happen on the driver before workers start: a preflight that refuses a
-rank the model cannot take (before Ray starts), and the KD-LoRA teacher, fine-tuned once per
-(task, teacher model, teacher settings, seed) and cached under results/teachers/ for every later run.
+Also the two things that must happen before workers start: a preflight that refuses a rank the model
+cannot take (before Ray starts), and the auxiliary models the recipe declares (the KD-LoRA teacher, a
+student's own FFT ceiling: orchestrator/recipes/auxiliary.py), each fine-tuned once per (task, model,
+settings, seed) and cached under results/<role's folder>/ for every later run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.base.fs import file_lock
+from orchestrator.base.fs import atomic_write_text, file_lock
 from orchestrator.config.records import EarlyStopSpec, LoopConfig, TrialFiles
 from orchestrator.config.schema import Config, ConfigError, dump_yaml, with_values
 from orchestrator.engine import reaper
+from orchestrator.recipes.auxiliary import FOLDERS, TEACHER, AuxModel, fft_key, teacher_config
 from orchestrator.spec.load import with_method_defaults
 from orchestrator.spec.validation import is_local_ref
 
-TEACHERS_DIR = "teachers"
-TEACHER_METHOD = "fft"  # a teacher is the task's fully fine-tuned model (the FFT recipe)
+TEACHERS_DIR = FOLDERS[TEACHER]  # results/teachers/<teacher_key>/: where teachers have always been cached
 
 
 def _meta_model(ref: str, task_name: str, trust_remote_code: bool = False) -> Any:
@@ -112,42 +111,37 @@ def _check_local_data(cfg: Config) -> None:
                             f"({err.strerror or type(err).__name__}: {err.filename or ''})") from None
 
 
-def teacher_config(cfg: Config) -> Config:
-    """The full fine-tuning run that makes a KD-LoRA teacher."""
-    m = cfg.method
-    return with_values(cfg, {"method.name": TEACHER_METHOD, "model": m.teacher or cfg.model,
-                             "train.epochs": m.teacher_epochs, "train.lr": m.teacher_lr})
-
-
 def teacher_key(cfg: Config) -> str:
-    """Cache key: everything that changes the teacher or which examples its logits cover."""
-    t = teacher_config(cfg)
-    settings = {"task": t.task, "model": t.model, "data_dir": t.data_dir, "epochs": t.train.epochs,
-                "lr": t.train.lr, "batch_size": t.train.batch_size, "max_length": t.train.max_length,
-                "max_examples": t.train.max_examples, "seed": t.train.seed, "weight_decay": t.train.weight_decay,
-                "warmup_ratio": t.train.warmup_ratio, "augment": t.train.augment,
-                # only when on, so that the keys (and caches) of teachers trained before it existed stay
-                **({"group_by_length": True} if t.train.group_by_length else {})}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{t.task}-{Path(t.model).name}")
-    return f"{slug}-{digest}"
+    """The cache key of a run's teacher (results/teachers/<key>/), as it has always been computed."""
+    return fft_key(teacher_config(cfg))
 
 
-def ensure_teacher(cfg: Config, parent_run_id: str | None = None, *, in_trial: bool = False) -> Path:
-    """The fine-tuned teacher's folder (model/, metrics.json, train logits), training it only if absent.
+def ensure_aux(aux: AuxModel, results_dir: str | Path, name: str, parent_run_id: str | None = None, *,
+               in_trial: bool = False) -> Path:
+    """The auxiliary model's folder (model/, metrics.json, train logits where declared), training it only if
+    absent: results_dir/<its role's folder>/<key of its FFT config>/.
 
-    Trials running at the same time wait on a file lock, so the teacher is trained once. Its MLflow run
-    sits in the run's or sweep's experiment (a child of the sweep, tagged sweep_role=teacher), not in an
+    Trials running at the same time wait on a file lock, so it is trained once. Its MLflow run sits in the
+    run's or sweep's experiment (a child of the sweep, tagged sweep_role=<role>, named by its role), not in an
     experiment of its own. `in_trial`: trained in this process, a Tune trial's (orchestrator/engine/session.py)."""
-    teacher_dir = Path(cfg.results_dir) / TEACHERS_DIR / teacher_key(cfg)
-    done = teacher_dir / TrialFiles.TEACHER_LOGITS
-    with file_lock(teacher_dir.with_suffix(".lock")):
-        if done.is_file() and (teacher_dir / TrialFiles.METRICS).is_file():
-            return teacher_dir
-        tcfg = teacher_config(cfg)
-        print(f"[{cfg.name}] fine-tuning the KD-LoRA teacher once: {teacher_dir}", flush=True)
-        fit(tcfg, teacher_dir, emit_train_logits=True, parent_run_id=parent_run_id, role="teacher", in_trial=in_trial)
-    return teacher_dir
+    folder = aux.folder(results_dir)
+    with file_lock(folder.with_suffix(".lock")):
+        cached = aux.cached(results_dir)
+        if cached is not None:
+            return cached
+        print(f"[{name}] fine-tuning {aux.title} once: {folder}", flush=True)
+        fit(aux.config, folder, emit_train_logits=aux.emit_train_logits, parent_run_id=parent_run_id, role=aux.role,
+            in_trial=in_trial)
+    return folder
+
+
+def ensure_auxiliary(cfg: Config, parent_run_id: str | None = None, *, in_trial: bool = False) -> dict[str, Path]:
+    """Every auxiliary model the run's recipe declares (orchestrator/recipes/auxiliary.py), by role, each built
+    once and cached (`ensure_aux`), in the order declared."""
+    from orchestrator.recipes import get_recipe
+
+    return {aux.role: ensure_aux(aux, cfg.results_dir, cfg.name, parent_run_id, in_trial=in_trial)
+            for aux in get_recipe(cfg.method.name).auxiliary_models(cfg)}
 
 
 LOCAL_RAY_START_ATTEMPTS = 3
@@ -230,7 +224,6 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, in_trial: bool = F
     (from rank 0), the final metrics and, with tracking.log_models, the deployable model.
     `log_to_driver=False` keeps the workers' output in Ray's logs when this starts a local Ray.
     """
-    from orchestrator.recipes import get_recipe
     from orchestrator.tracking import runs as tracking
 
     # train.lr: null = the method's own, written into config.yaml; the tracking password stays out of what Ray
@@ -239,9 +232,9 @@ def fit(cfg: Config, out_dir: Path, *, in_tune: bool = False, in_trial: bool = F
     ensure_ray(cfg, log_to_driver=log_to_driver)  # a no-op inside a sweep, whose Ray is up
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / TrialFiles.CONFIG).write_text(dump_yaml(cfg))
-    needs_teacher = get_recipe(cfg.method.name).needs_teacher(cfg)
-    teacher_dir = str(ensure_teacher(cfg, parent_run_id, in_trial=in_trial)) if needs_teacher else None
+    atomic_write_text(out_dir / TrialFiles.CONFIG, dump_yaml(cfg))  # the leaderboard and the report read it back
+    auxiliary = ensure_auxiliary(cfg, parent_run_id, in_trial=in_trial)
+    teacher_dir = str(auxiliary[TEACHER]) if TEACHER in auxiliary else None
     run_id = tracking.reopen_or_start_run(cfg, trial_id=out_dir.name, run_name=tracking.run_name(cfg, out_dir.name, role),
                                           parent_run_id=parent_run_id,
                                           tags={"full_budget": "false", "sweep_role": role or "trial"})

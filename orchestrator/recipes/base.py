@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from orchestrator.config.schema import Config
+    from orchestrator.recipes.auxiliary import AuxModel
     from orchestrator.tasks import TaskSpec
 
 
@@ -118,9 +119,10 @@ class Recipe:
         """Problems of the method-specific keys that a type check cannot see, each naming its key."""
         return []
 
-    def needs_teacher(self, cfg: Config) -> bool:
-        """Whether the driver must fine-tune (or find cached) the task's teacher before training."""
-        return False
+    def auxiliary_models(self, cfg: Config) -> list[AuxModel]:
+        """The cached models (a fine-tuned teacher, a student's own FFT ceiling) the engine builds, or finds
+        cached, before this run trains (orchestrator/recipes/auxiliary.py); none for most methods."""
+        return []
 
     def model_references(self, cfg: Config) -> list[str]:
         """The checkpoints this method builds on, for the preflight's rank check."""

@@ -1,14 +1,15 @@
 """KD-LoRA (Azimi et al., arXiv 2410.20777): a smaller LoRA student distilled from a fine-tuned teacher.
 
 The teacher (`model`, or `method.teacher`) is fully fine-tuned once per task on the driver and
-cached with its logits for every training example (orchestrator/engine/run.py `ensure_teacher`). The
+cached with its logits for every training example (orchestrator/recipes/auxiliary.py, built by
+orchestrator/engine/run.py `ensure_auxiliary`). The
 student is, as in the paper, a separately pre-trained smaller model (`method.student`, e.g.
 MiniLM-L3 for an L6 teacher) or the *pre-trained* model cut to `method.student_layers` evenly spaced
 layers (DistilBERT's initialisation). Cutting the already fine-tuned teacher is another method and
 is asked for by name: `method.student_init: finetuned_teacher`.
 
 Teacher and student may tokenize differently (an MPNet teacher, a MiniLM student): the teacher's
-logits come from its own fine-tuning run (`run.teacher_config`), which reads the training set through
+logits come from its own fine-tuning run (`auxiliary.teacher_config`), which reads the training set through
 the teacher's tokenizer, and are looked up by `idx`, the example's position in the training subset,
 which no tokenizer changes. The student trains on its own tokens and never feeds them to the teacher.
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from orchestrator.config.schema import Config
+    from orchestrator.recipes.auxiliary import AuxModel
     from orchestrator.tasks import TaskSpec
 
 STUDENT_INITS = ("pretrained", "finetuned_teacher")
@@ -51,7 +53,7 @@ class KDLoRA(Recipe):
     display_name = "KD-LoRA"
     keys = ("method.rank", "method.alpha", "method.kd_weight", "method.temperature", "method.teacher",
             "method.student", "method.student_layers", "method.student_init", "method.teacher_epochs",
-            "method.teacher_lr")
+            "method.teacher_lr", "method.student_ceiling")
     defaults = {"train.lr": 5.0e-4}
     lr_range = (2.0e-4, 3.0e-3)
 
@@ -66,8 +68,15 @@ class KDLoRA(Recipe):
                      "with method.student (another checkpoint)")
         return p
 
-    def needs_teacher(self, cfg: Config) -> bool:
-        return True
+    def auxiliary_models(self, cfg: Config) -> list[AuxModel]:
+        """The fine-tuned teacher; and, for a separately pre-trained student, that student's own FFT on the same
+        task and budget: its ceiling, the reference its trials are judged against (`method.student_ceiling:
+        false` skips that run). A student cut from the teacher has no checkpoint of its own to fine-tune."""
+        from orchestrator.recipes import auxiliary
+
+        m = cfg.method
+        ceiling = [auxiliary.student_ceiling(cfg, m.student)] if m.student and m.student_ceiling else []
+        return [auxiliary.teacher(cfg), *ceiling]
 
     def model_references(self, cfg: Config) -> list[str]:
         # A cut student shares the teacher's layer widths, so the teacher's architecture is checked.

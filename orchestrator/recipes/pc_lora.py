@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from methods.feature_cache import FeatureCache
     from orchestrator.config.schema import Config
+    from orchestrator.recipes.auxiliary import AuxModel
     from orchestrator.tasks import TaskSpec
 
 KD_TEACHERS = ("pretrained", "finetuned")
@@ -109,8 +110,14 @@ class PCLoRA(Recipe):
     def _uses_teacher(self, cfg: Config) -> bool:
         return cfg.method.kd_weight > 0 or cfg.method.logit_kd_weight > 0
 
-    def needs_teacher(self, cfg: Config) -> bool:
+    def _uses_finetuned_teacher(self, cfg: Config) -> bool:
         return self._uses_teacher(cfg) and cfg.method.kd_teacher == "finetuned" and not cfg.method.teacher
+
+    def auxiliary_models(self, cfg: Config) -> list[AuxModel]:
+        """The task's fine-tuned teacher (the cached FFT run KD-LoRA uses) with `kd_teacher: finetuned`."""
+        from orchestrator.recipes import auxiliary
+
+        return [auxiliary.teacher(cfg)] if self._uses_finetuned_teacher(cfg) else []
 
     def rank_problems(self, cfg: Config, model: nn.Module, rank: int) -> list[str]:
         from methods import pc_lora
@@ -135,7 +142,7 @@ class PCLoRA(Recipe):
         from methods.feature_cache import FeatureCache
 
         cache = FeatureCache(TEACHER_CACHE_BYTES)
-        ref = cfg.method.teacher or (str(Path(teacher_dir) / "model") if self.needs_teacher(cfg) else None)
+        ref = cfg.method.teacher or (str(Path(teacher_dir) / "model") if self._uses_finetuned_teacher(cfg) else None)
         if ref is None:
             return FeatureTeacher(None, cache)
         from orchestrator.tasks import load_model

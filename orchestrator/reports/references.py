@@ -1,11 +1,12 @@
 """Reference rows: the scores a sweep's trials are judged against (DESIGN.md: FFT is the baseline every table
 compares with), shown in the closing summary, pareto.md, pareto.png and the report.
 
-`references_of` gathers them. Today one kind: the fully fine-tuned teacher that a KD-LoRA trial (or PC-LoRA
-with `kd_teacher: finetuned`) had trained, read from its cached folder,
-results/teachers/<teacher_key>/metrics.json. Another kind (a KD-LoRA student's own FFT ceiling) is one more
-function returning `Reference`s, added to `references_of`. A sweep whose trials fine-tuned no teacher has
-none, and says so (`missing_note`) rather than inventing one.
+`references_of` gathers them from the cached auxiliary models the trials' recipes declared
+(orchestrator/recipes/auxiliary.py): the fully fine-tuned teacher that a KD-LoRA trial (or PC-LoRA with
+`kd_teacher: finetuned`) had trained, results/teachers/<teacher_key>/metrics.json, and a KD-LoRA student's
+own FFT ceiling, results/ceilings/<key>/metrics.json, which judges that student's trials (`judges`). Another
+kind is one more role there and one more list in `references_of`. A sweep whose trials fine-tuned no teacher
+has none, and says so (`missing_note`) rather than inventing one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Reference:
     flops: float | None
     train_seconds: float | None  # its own training time, counted apart from every trial's
     source: str                # the folder holding its metrics.json
+    # A ceiling's student checkpoint (`method.student`): the trials judged against it are that student's; None:
+    # the whole front is (a teacher). A default, so references.json written before it still reads.
+    judges: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         """The fields a trials row has, so the same formatting and kept-% code applies."""
@@ -86,31 +90,48 @@ def _point(row: pd.Series, cfg: Config) -> dict[str, Any]:
             for k, v in point.items()}
 
 
-def teacher_references(cfg: Config, trials: pd.DataFrame, results_dir: str | Path | None = None) -> list[Reference]:
-    """The fine-tuned teachers this sweep's trials used, one row per distinct teacher, from their cache
-    folders under `results_dir` (default: the config's; a report on copied results passes the copy's)."""
+def auxiliary_references(cfg: Config, trials: pd.DataFrame, results_dir: str | Path | None = None,
+                         role: str | None = None) -> list[Reference]:
+    """The cached auxiliary models (orchestrator/recipes/auxiliary.py) this sweep's trials declared, one row per
+    distinct model, read from their cache folders under `results_dir` (default: the config's; a report on copied
+    results passes the copy's); only those of `role` when given. A model not cached (not trained yet, or turned
+    off) has no row."""
     from orchestrator import recipes
-    from orchestrator.engine.run import TEACHERS_DIR, teacher_config, teacher_key
 
-    root = Path(results_dir if results_dir is not None else cfg.results_dir) / TEACHERS_DIR
-    found: dict[str, Reference] = {}
+    root = Path(results_dir if results_dir is not None else cfg.results_dir)
+    found: dict[tuple[str, Path], Reference] = {}
     for _, row in trials.iterrows() if len(trials) else []:
         try:
             trial_cfg = with_values(cfg, _point(row, cfg))
-        except ConfigError:  # a row from an older config layout: no teacher to find
+        except ConfigError:  # a row from an older config layout: no auxiliary model to find
             continue
-        if not recipes.get_recipe(trial_cfg.method.name).needs_teacher(trial_cfg):
-            continue
-        key = teacher_key(trial_cfg)
-        metrics = read_metrics(root / key) if key not in found else None
-        if metrics is None or metrics.get("metric") is None:
-            continue
-        model = Path(teacher_config(trial_cfg).model).name
-        found[key] = Reference(name=f"FFT teacher ({model})", metric_name=str(metrics.get("metric_name", "metric")),
-                               metric=float(metrics["metric"]), params=metrics.get("params"),
-                               params_no_embeddings=metrics.get("params_no_embeddings"), flops=metrics.get("flops"),
-                               train_seconds=metrics.get("train_seconds"), source=str(root / key))
+        for aux in recipes.get_recipe(trial_cfg.method.name).auxiliary_models(trial_cfg):
+            folder = aux.cached(root) or aux.folder(root)
+            if (role is not None and aux.role != role) or (aux.role, folder) in found:
+                continue
+            metrics = read_metrics(folder)
+            if metrics is None or metrics.get("metric") is None:
+                continue
+            found[aux.role, folder] = Reference(name=aux.reference, metric_name=str(metrics.get("metric_name", "metric")),
+                                      metric=float(metrics["metric"]), params=metrics.get("params"),
+                                      params_no_embeddings=metrics.get("params_no_embeddings"),
+                                      flops=metrics.get("flops"), train_seconds=metrics.get("train_seconds"),
+                                      source=str(folder), judges=aux.judges)
     return list(found.values())
+
+
+def teacher_references(cfg: Config, trials: pd.DataFrame, results_dir: str | Path | None = None) -> list[Reference]:
+    """The fine-tuned teachers this sweep's trials used (results/teachers/<teacher_key>/)."""
+    from orchestrator.recipes.auxiliary import TEACHER
+
+    return auxiliary_references(cfg, trials, results_dir, TEACHER)
+
+
+def ceiling_references(cfg: Config, trials: pd.DataFrame, results_dir: str | Path | None = None) -> list[Reference]:
+    """The KD-LoRA students' own FFT ceilings (results/ceilings/<key>/), each judging its student's trials."""
+    from orchestrator.recipes.auxiliary import STUDENT_CEILING
+
+    return auxiliary_references(cfg, trials, results_dir, STUDENT_CEILING)
 
 
 RECORD = "references.json"  # in the sweep's folder, written with trials.csv
@@ -118,8 +139,8 @@ RECORD = "references.json"  # in the sweep's folder, written with trials.csv
 
 def references_of(cfg: Config, trials: pd.DataFrame, results_dir: str | Path | None = None) -> list[Reference]:
     """Every reference row of a sweep, in the order shown: what the summary, pareto.md/.png and the report use.
-    A new kind of reference (a KD-LoRA student's own FFT ceiling) is one more list added here."""
-    return teacher_references(cfg, trials, results_dir)
+    The FFT teachers, then the KD-LoRA students' own FFT ceilings; a new kind of reference is one more list."""
+    return teacher_references(cfg, trials, results_dir) + ceiling_references(cfg, trials, results_dir)
 
 
 def write_record(sweep_dir: Path, references: list[Reference]) -> None:
@@ -162,11 +183,30 @@ def describe(ref: Reference, trials: pd.DataFrame) -> str:
             f"(enc {pct('encoder_params_kept_pct')}), FLOPs {pct('flops_kept_pct')}")
 
 
+def judged_best(ref: Reference, trials: pd.DataFrame, front: pd.DataFrame) -> tuple[float | None, str]:
+    """(the best metric judged against `ref`, what it is): the front's best for a teacher; for a student's
+    ceiling, the best full-budget trial of that student (a KD-LoRA trial with `method.student` = ref.judges)."""
+    from orchestrator import recipes
+
+    if ref.judges is None:
+        rows, what = front, "the front's best"
+    else:
+        own = [recipes.get_recipe(str(row.get("method.name"))).student_model(row) == ref.judges
+               if isinstance(row.get("method.name"), str) else False for _, row in trials.iterrows()]
+        rows = trials[own] if len(trials) else trials
+        if "full_budget" in rows.columns:
+            rows = rows[rows["full_budget"].fillna(False).astype(bool)]
+        what = f"the best {Path(ref.judges).name} student"
+    best = rows["metric"].max() if len(rows) and "metric" in rows.columns else None
+    return (None if best is None or pd.isna(best) else float(best)), what
+
+
 def judged(ref: Reference, trials: pd.DataFrame, front: pd.DataFrame) -> str:
-    """describe(), the front's best as a % of the reference, and the reference's own time, said apart."""
-    best = front["metric"].max() if len(front) and "metric" in front.columns else None
-    share = ref.share(None if best is None or pd.isna(best) else float(best))
-    return (describe(ref, trials) + (f"; the front's best is {share:.1f} % of it" if share is not None else "")
+    """describe(), the best it judges (the front's, or a ceiling's student's) as a % of it, and the reference's
+    own time, said apart."""
+    best, what = judged_best(ref, trials, front)
+    share = ref.share(best)
+    return (describe(ref, trials) + (f"; {what} is {share:.1f} % of it" if share is not None else "")
             + (f"; fine-tuned once in {ref.train_seconds / 60:.1f} min, apart from the trials' times"
                if ref.train_seconds else ""))
 

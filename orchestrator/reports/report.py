@@ -146,19 +146,18 @@ def pareto_markdown(cfg: Config, front: pd.DataFrame, trials: pd.DataFrame, refe
 
 
 def _reference_markdown(front: pd.DataFrame, trials: pd.DataFrame, references: list) -> list[str]:
-    from orchestrator.reports.references import kept_pct, missing_note
+    from orchestrator.reports.references import judged_best, kept_pct, missing_note
 
     if not references:
         return [f"Reference: {missing_note()}."]
-    best = _num(front["metric"].max()) if len(front) and "metric" in front.columns else None
     rows = []
     for ref in references:
         kept = kept_pct(ref, trials)
-        share = ref.share(best)
+        share = ref.share(judged_best(ref, trials, front)[0])  # a student's ceiling judges that student's best
         rows.append([ref.name, f"{ref.metric:.4g}", *("" if v is None else f"{v:.1f}" for v in kept.values()),
                      "" if share is None else f"{share:.1f}", ref.source])
     return ["References (what the front is judged against; sizes as % of the sweep's uncompressed model):", "",
-            *_md_table(["reference", "metric", *KEPT_PCT, "front's best, % of it", "record"], rows)]
+            *_md_table(["reference", "metric", *KEPT_PCT, "best judged (front's; a ceiling: its student's), % of it", "record"], rows)]
 
 
 # ------------------------------------------------------------------------------------------- leaderboards: selection

@@ -15,7 +15,6 @@ class ConsoleCallback:
 
     def __new__(cls, cfg: Any, total: int) -> Any:  # subclass ray's Callback lazily (Ray imported late)
         import dataclasses
-        from pathlib import Path
 
         from ray.tune import Callback
 
@@ -36,25 +35,23 @@ class ConsoleCallback:
             return trial_cfg.method.name, recipes.label(flat_scalars(trial_cfg.to_dict()))
 
         def teacher_note(trial: Any) -> str:
-            """Said once, by the trial that will fine-tune the KD-LoRA teacher (its epochs are not the trial's)."""
-            from orchestrator.engine.run import TEACHERS_DIR, teacher_key
-
+            """Said once, by the trial that will fine-tune an auxiliary model its recipe declares (the KD-LoRA teacher,
+            the student's own FFT ceiling: orchestrator/recipes/auxiliary.py), named by role; its epochs are not the
+            trial's."""
             trial_cfg = trial_config(trial)
-            if not recipes.get_recipe(trial_cfg.method.name).needs_teacher(trial_cfg):
+            new = [aux for aux in recipes.get_recipe(trial_cfg.method.name).auxiliary_models(trial_cfg)
+                   if aux.folder(cfg.results_dir) not in announced and not aux.is_cached(cfg.results_dir)]
+            if not new:
                 return ""
-            key = teacher_key(trial_cfg)
-            if key in announced or (Path(cfg.results_dir) / TEACHERS_DIR / key / "metrics.json").is_file():
-                return ""
-            announced.add(key)
+            announced.update({aux.folder(cfg.results_dir): aux for aux in new})
             epochs = trial_cfg.method.teacher_epochs
-            return f"; first fine-tunes the KD-LoRA teacher ({epochs} epoch{'s' * (epochs > 1)}; cached for later trials)"
+            return (f"; first fine-tunes {' and '.join(aux.title for aux in new)} ({epochs} epoch{'s' * (epochs > 1)}"
+                    f"{' each' if len(new) > 1 else ''}; cached for later trials)")
 
-        announced: set[str] = set()
+        announced: dict[Any, Any] = {}  # folder -> AuxModel, each said once
 
-        def teacher_pending() -> bool:
-            from orchestrator.engine.run import TEACHERS_DIR
-
-            return any(not (Path(cfg.results_dir) / TEACHERS_DIR / key / "metrics.json").is_file() for key in announced)
+        def teacher_pending() -> tuple[str, ...]:
+            return tuple(aux.title for aux in announced.values() if not aux.is_cached(cfg.results_dir))
 
         class _Callback(Callback):
             def __init__(self) -> None:
@@ -82,7 +79,7 @@ class ConsoleCallback:
                 self._print(trial_line(trial.trial_id, method, label, result, status))
                 running = [t.trial_id for t in trials if t.status == "RUNNING" and t is not trial]
                 self.progress.finish(trial.trial_id, status, _number(result, "metric"), running)
-                self._print(self.progress.line(teacher=teacher_pending()))
+                self._print(self.progress.line(pending=teacher_pending()))
 
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self._finished(trials, trial, error=False)
