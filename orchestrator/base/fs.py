@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from orchestrator.base.numbers import is_finite_number
 
 
 @contextlib.contextmanager
@@ -43,7 +44,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def finite_or_none(value: Any) -> Any:
     """NaN and ±inf as None, recursively: json.dumps would write them as bare NaN, which is not JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not is_finite_number(value):
         return None
     if isinstance(value, dict):
         return {k: finite_or_none(v) for k, v in value.items()}

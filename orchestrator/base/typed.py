@@ -8,12 +8,13 @@ free of secrets. orchestrator/config/schema.py builds its `Config` with these.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import reprlib
 import types
 import typing
 from typing import Any, Literal, Union
+
+from orchestrator.base.numbers import is_finite_number
 
 # Bounds on what a config may hold, so that hostile or mistyped input ends in a clean error instead of
 # an overflow, a file name the OS refuses, or a message megabytes long.
@@ -47,7 +48,7 @@ def _key_text(key: Any) -> str:
 
 def _why(value: Any) -> str:
     """Why a value of the right kind was still refused by _coerce."""
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not is_finite_number(value):
         return " (NaN and infinity are not allowed)"
     if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT <= value < MAX_INT:
         return " (out of range)"
@@ -105,11 +106,9 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
         return isinstance(value, int) and not isinstance(value, bool) and -MAX_INT <= value < MAX_INT, value
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                converted = float(value)
-            except OverflowError:  # an int too large for a float
+            if not is_finite_number(value):  # NaN, ±inf, an int too large for a float
                 return False, value
-            return math.isfinite(converted), converted
+            return True, float(value)
         if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
             # YAML 1.1 reads `5e-5` (no dot) as a string; every user means the number.
             return True, float(value)

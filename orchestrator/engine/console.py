@@ -9,12 +9,13 @@ tables are off; these lines come from the results the trials report to Tune inst
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
+
+from orchestrator.base.numbers import is_finite_number
 
 VERBOSE_ENV = "ORCH_VERBOSE"
 
@@ -54,7 +55,7 @@ def quiet_libraries() -> None:
 
 def _number(result: dict[str, Any], key: str) -> float | None:
     value = result.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+    if not is_finite_number(value):
         return None
     return float(value)
 

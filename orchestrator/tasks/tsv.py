@@ -7,7 +7,6 @@ sweep with a traceback from deep inside csv or pyarrow.
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from orchestrator.base.numbers import is_finite_number
 from orchestrator.tasks.registry import DataError, TaskSpec, _may_be_unlabelled
 from orchestrator.tasks.tables import _to_dataset
 
@@ -30,7 +30,7 @@ def _label_parser(task: TaskSpec) -> Callable[[str], float | int | None]:
                 value = float(raw)
             except ValueError:
                 return None
-            return value if math.isfinite(value) else None
+            return value if is_finite_number(value) else None
         return parse
     lookup = {name: i for i, name in enumerate(task.label_names)}
     lookup.update({str(i): i for i in range(task.num_labels)})

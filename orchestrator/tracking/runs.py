@@ -9,17 +9,18 @@ or MLFLOW_TRACKING_URI), e.g. a tracking server.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from orchestrator.base.numbers import is_finite_number
 from orchestrator.base.redact import conceal_uri, redact, redact_uri, reveal_uri
+from orchestrator.base.sweep_folder import MLFLOW_DB
 from orchestrator.config.constraints import KEPT_PCT, value_of
 from orchestrator.config.schema import Config
 
-DB_FILE = "mlflow.db"
+DB_FILE = MLFLOW_DB
 ARTIFACTS_DIR = "mlartifacts"
 
 # MLflow prints "View run ... at: <server URL>" when a run on a tracking server ends, credentials and all,
@@ -197,7 +198,7 @@ def flat_params(cfg: Config) -> dict[str, str]:
 
 def numeric(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+            if is_finite_number(v)}
 
 
 def epoch_metrics(metrics: dict[str, Any]) -> dict[str, float]:
