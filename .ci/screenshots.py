@@ -65,15 +65,17 @@ def main() -> None:
     parser.add_argument("--sweep", default="quickstart", help="the sweep's name (its folder under --results)")
     parser.add_argument("--out", type=Path, default=Path("results/screenshots"), help="where the PNGs go")
     args = parser.parse_args()
-    sweep_dir = args.results / args.sweep
-    if not (sweep_dir / "trials.csv").is_file():
-        sys.exit(f"{sweep_dir / 'trials.csv'} not found: run the sweep first (or pass --results / --sweep)")
+    from orchestrator.base.sweep_folder import SweepFolder
+
+    folder = SweepFolder.under(args.results, args.sweep)
+    if not folder.trials_csv.is_file():
+        sys.exit(f"{folder.trials_csv} not found: run the sweep first (or pass --results / --sweep)")
     from mlflow.tracking import MlflowClient
 
     from orchestrator.tracking import runs as tracking
 
     args.out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(sweep_dir / "pareto.png", args.out / "pareto.png")
+    shutil.copyfile(folder.pareto_png, args.out / folder.pareto_png.name)
     print(f"wrote {args.out / 'pareto.png'}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import ROOT, command_line, load_average, machine, machine_line, write
+from orchestrator.base.sweep_folder import SweepFolder
+from orchestrator.config.records import TrialFiles
 
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 
@@ -250,7 +252,7 @@ def collect_sweep(args: argparse.Namespace, results_dir: Path, launch: float, ra
                   end: float) -> dict[str, Any]:
     """The time shares of a finished sweep, from the metrics.json of its trials and of the teacher."""
     runs = []
-    paths = [*results_dir.glob("*/trials/*/metrics.json"), *results_dir.glob("teachers/*/metrics.json")]
+    paths = [*results_dir.glob(SweepFolder.trial_pattern(TrialFiles.METRICS)), *results_dir.glob("teachers/*/metrics.json")]
     for path in sorted(paths):
         m = json.loads(path.read_text())
         if "worker_start_unix" not in m:

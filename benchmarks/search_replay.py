@@ -35,6 +35,8 @@ import pandas as pd
 
 from benchmarks._common import ROOT, command_line, write
 from orchestrator.base.pareto import hypervolume
+from orchestrator.base.sweep_folder import SweepFolder
+from orchestrator.config.records import TrialFiles
 from orchestrator.config.schema import Config, with_values
 from orchestrator.engine import asha
 from orchestrator.spec.load import load_config
@@ -69,11 +71,12 @@ def point_key(point: dict[str, Any]) -> tuple:
 
 
 def load_table(cfg: Config, grid_dir: Path = GRID_DIR) -> dict[tuple, Record]:
-    trials = pd.read_csv(grid_dir / "trials.csv")
+    folder = SweepFolder(grid_dir)
+    trials = pd.read_csv(folder.trials_csv)
     table = {}
     for _, row in trials.iterrows():
         point = {k: row[k] for k in row["searched"].split(",")}  # the keys drawn for this trial
-        epochs = [json.loads(line) for line in (grid_dir / "trials" / row["trial_id"] / "epochs.jsonl")
+        epochs = [json.loads(line) for line in (folder.trial(row["trial_id"]) / TrialFiles.EPOCHS)
                   .read_text().splitlines() if line.strip()]
         times = [e["time"] for e in epochs]
         first = float(row["train_seconds"]) - (times[-1] - times[0])  # set-up and the first epoch

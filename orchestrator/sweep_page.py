@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from orchestrator.base.shell import prog
+from orchestrator.base.sweep_folder import SweepFolder
 from orchestrator.cli import run_main
 from orchestrator.reports.sweep_page import sweep_folder, write_report
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = Path(args.results)
     sweep_dir = sweep_folder(args.sweep, results).resolve()
-    out_dir = Path(args.out) if args.out else sweep_dir / "report"
+    out_dir = Path(args.out) if args.out else SweepFolder(sweep_dir).report_dir
     path = write_report(sweep_dir, out_dir.resolve(), sweep_dir.parent)
     print(f"report: {path} (open it in a browser; it needs no server)")
     return 0

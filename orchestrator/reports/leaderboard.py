@@ -24,6 +24,8 @@ import pandas as pd
 import yaml
 
 from orchestrator.base.fs import atomic_path, atomic_write_text, file_lock
+from orchestrator.base.sweep_folder import TRIALS, SweepFolder
+from orchestrator.config.records import TrialFiles
 from orchestrator.config.schema import ConfigError
 from orchestrator.reports.leaderboard_rows import (
     LEADERBOARD_DIR,
@@ -114,8 +116,9 @@ def gather(results_dir: Path, tracking_uri: str | None = None, manifest: Manifes
     rows: list[dict[str, Any]] = []
     if manifest is not None:  # the listed sweeps only: nothing else under results/ reaches the tables
         for sweep in manifest.sweeps:
-            csv_path = results_dir / sweep / "trials.csv"
-            if not csv_path.is_file() and any((results_dir / sweep / "trials").glob("*/metrics.json")):
+            folder = SweepFolder.under(results_dir, sweep)
+            csv_path = folder.trials_csv
+            if not csv_path.is_file() and any(folder.trials_dir.glob(f"*/{TrialFiles.METRICS}")):
                 rows += trial_folder_rows(results_dir / sweep, results_dir, problems)  # cut off: no trials.csv
                 continue
             if not csv_path.is_file():
@@ -125,7 +128,8 @@ def gather(results_dir: Path, tracking_uri: str | None = None, manifest: Manifes
             rows += sweep_rows(csv_path, results_dir, problems)
         return _frame(rows, problems, tracking_uri)
     with_csv = set()
-    for csv_path in sorted(results_dir.glob("*/trials.csv")):
+    written = (SweepFolder(d).trials_csv for d in sorted(results_dir.iterdir()) if d.is_dir())
+    for csv_path in (path for path in written if path.is_file()):
         sweep = csv_path.parent.name
         if sweep.startswith(".") or sweep in SKIP_TOP:
             continue
@@ -134,7 +138,7 @@ def gather(results_dir: Path, tracking_uri: str | None = None, manifest: Manifes
     seen_paths = set()
     for path in metrics_files(results_dir):
         rel = path.parent.relative_to(results_dir).parts
-        if len(rel) == 3 and rel[1] == "trials" and rel[0] in with_csv:
+        if len(rel) == 3 and rel[1] == TRIALS and rel[0] in with_csv:
             continue  # this trial is a row of its sweep's trials.csv
         if path.resolve() in seen_paths:  # a symlinked folder
             continue

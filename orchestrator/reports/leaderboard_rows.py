@@ -5,7 +5,6 @@ device, command). Split from orchestrator/leaderboard.py, which keeps the manife
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from orchestrator.base.numbers import is_missing
+from orchestrator.base.sweep_folder import TRIALS, SweepFolder
 from orchestrator.config.records import TrialFiles, read_metrics
 from orchestrator.tasks import TASKS
 
@@ -59,7 +60,7 @@ def _here(path: Path) -> Path:
 
 
 def _sweep_command(results_dir: Path, sweep: str) -> str:
-    return f"python -m orchestrator.sweep --config {_here(results_dir / sweep / 'sweep.yaml')}"
+    return f"python -m orchestrator.sweep --config {_here(SweepFolder.under(results_dir, sweep).sweep_yaml)}"
 
 
 def _truthy(value: Any) -> bool:
@@ -67,7 +68,7 @@ def _truthy(value: Any) -> bool:
 
 
 def _device(value: Any) -> str:
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+    if value == "" or is_missing(value):
         return NOT_RECORDED  # trials.csv written before the loop recorded its device
     return str(value)
 
@@ -80,7 +81,7 @@ def _flatten(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _missing(row: dict[str, Any]) -> list[str]:
-    return [k for k in REQUIRED if row.get(k) is None or (isinstance(row.get(k), float) and math.isnan(row[k]))]
+    return [k for k in REQUIRED if is_missing(row.get(k))]
 
 
 def sweep_rows(csv_path: Path, results_dir: Path, problems: list[str]) -> list[dict[str, Any]]:
@@ -101,9 +102,9 @@ def sweep_rows(csv_path: Path, results_dir: Path, problems: list[str]) -> list[d
     provenance = {"sweep": sweep, "command": _sweep_command(results_dir, sweep), "source": "trials.csv"}
     rows = []
     for record in trials[done].to_dict("records"):
-        row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+        row = {k: (None if is_missing(v) else v) for k, v in record.items()}
         row.update(provenance, trial_id=str(row["trial_id"]), device=_device(row.get("device")),
-                   date=trial_date(csv_path.parent / "trials" / str(row["trial_id"])))
+                   date=trial_date(SweepFolder(csv_path.parent).trial(row["trial_id"])))
         if _missing(row):
             problems.append(f"{csv_path}: full-budget trial {row['trial_id']} has no {', '.join(_missing(row))}")
             continue
@@ -129,7 +130,7 @@ def run_row(path: Path, results_dir: Path, problems: list[str]) -> dict[str, Any
         return None
     if not isinstance(metrics, dict) or not metrics.get("full_budget"):
         return None
-    config_path = path.with_name("config.yaml")
+    config_path = path.with_name(TrialFiles.CONFIG)
     if not config_path.is_file():
         problems.append(f"{path}: no config.yaml beside it, so its model and method are unknown; "
                         "rerun it with python -m orchestrator.train --config FILE --out DIR")
@@ -139,7 +140,7 @@ def run_row(path: Path, results_dir: Path, problems: list[str]) -> dict[str, Any
     row["task"] = config.get("task", metrics.get("task"))
     row["method.name"] = (config.get("method") or {}).get("name", metrics.get("method"))
     rel = path.parent.relative_to(results_dir)
-    if len(rel.parts) == 3 and rel.parts[1] == "trials":  # a sweep trial whose trials.csv is not written yet
+    if len(rel.parts) == 3 and rel.parts[1] == TRIALS:  # a sweep trial whose trials.csv is not written yet
         sweep, trial_id, command = rel.parts[0], rel.parts[2], _sweep_command(results_dir, rel.parts[0])
     else:
         run_dir = path.parent
@@ -165,13 +166,13 @@ def trial_folder_rows(sweep_dir: Path, results_dir: Path, problems: list[str]) -
     saying so (`cut_off`: N finished), so a table never passes a partial sweep off as a whole one."""
     sweep = sweep_dir.relative_to(results_dir).as_posix()
     rows = []
-    for path in sorted((sweep_dir / "trials").glob(f"*/{TrialFiles.METRICS}")):
+    for path in sorted(SweepFolder(sweep_dir).trials_dir.glob(f"*/{TrialFiles.METRICS}")):
         row = run_row(path, results_dir, problems)
         if row is not None:  # run_row names a nested sweep by its first folder: the trial's own names instead
             row.update(sweep=sweep, trial_id=path.parent.name, command=_sweep_command(results_dir, sweep),
                        source="trial folders (cut off)")
             rows.append(row)
-    planned = _grid_size(sweep_dir / "sweep.yaml")
+    planned = _grid_size(SweepFolder(sweep_dir).sweep_yaml)
     cut_off = f"cut off: {len(rows)} of {planned} trials finished" if planned else f"cut off: {len(rows)} finished"
     for row in rows:
         row["cut_off"] = f"{cut_off}, no trials.csv"

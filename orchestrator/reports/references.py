@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from orchestrator.base.sweep_folder import SweepFolder
 from orchestrator.config.records import read_metrics
 from orchestrator.config.schema import Config, ConfigError, with_values
 
@@ -134,9 +135,6 @@ def ceiling_references(cfg: Config, trials: pd.DataFrame, results_dir: str | Pat
     return auxiliary_references(cfg, trials, results_dir, STUDENT_CEILING)
 
 
-RECORD = "references.json"  # in the sweep's folder, written with trials.csv
-
-
 def references_of(cfg: Config, trials: pd.DataFrame, results_dir: str | Path | None = None) -> list[Reference]:
     """Every reference row of a sweep, in the order shown: what the summary, pareto.md/.png and the report use.
     The FFT teachers, then the KD-LoRA students' own FFT ceilings; a new kind of reference is one more list."""
@@ -149,12 +147,12 @@ def write_record(sweep_dir: Path, references: list[Reference]) -> None:
     them) and results copied elsewhere do not reproduce."""
     from orchestrator.base.fs import atomic_write_text
 
-    atomic_write_text(Path(sweep_dir) / RECORD, json.dumps([dataclasses.asdict(ref) for ref in references], indent=1))
+    atomic_write_text(SweepFolder(sweep_dir).references, json.dumps([dataclasses.asdict(ref) for ref in references], indent=1))
 
 
 def recorded(cfg: Config, trials: pd.DataFrame, sweep_dir: Path) -> list[Reference]:
     """The sweep's references.json; for a sweep written before it existed, found again (references_of)."""
-    path = Path(sweep_dir) / RECORD
+    path = SweepFolder(sweep_dir).references
     if path.is_file():
         return [Reference(**raw) for raw in json.loads(path.read_text())]
     return references_of(cfg, trials, Path(sweep_dir).parent)

@@ -8,12 +8,13 @@ when those files are committed under results/. Pure: a frame in, a string out.
 from __future__ import annotations
 
 import html
-import math
 import os
 from pathlib import Path
 
 import pandas as pd
 
+from orchestrator.base.numbers import is_missing
+from orchestrator.base.sweep_folder import SweepFolder
 from orchestrator.config.records import TrialFiles
 from orchestrator.reports.report import (
     BUDGETS,
@@ -58,14 +59,14 @@ td.text { text-align: left; } .chance { color: #a00; } figure img { max-width: 1
 
 def _link(row: pd.Series, results_dir: Path, out_dir: Path) -> str:
     """A relative link to the trial's folder when its config and metrics are on disk; '' when not."""
-    trial_dir = results_dir / str(row["sweep"]) / "trials" / str(row["trial_id"])
+    trial_dir = SweepFolder.under(results_dir, str(row["sweep"])).trial(str(row["trial_id"]))
     if not (trial_dir / TrialFiles.METRICS).is_file():
         return ""
     return os.path.relpath(trial_dir, out_dir)
 
 
 def _cell(value: float | None, *, chance: bool, link: str, title: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return '<td data-sort="-1e9">–</td>'
     text = f"{100 * value:.1f}" + (" †" if chance else "")
     if link:

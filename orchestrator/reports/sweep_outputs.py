@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.base.fs import atomic_path, atomic_write_text
+from orchestrator.base.sweep_folder import SweepFolder
 from orchestrator.config.records import DIVERGED, METRIC_COLUMNS, TrialFiles, read_metrics
 from orchestrator.config.schema import Config, flat_scalars, with_values
 from orchestrator.reports.plots import plot_front
@@ -67,10 +68,11 @@ def collect_rows(cfg: Config, grid: Any) -> pd.DataFrame:
         point = trial_point(result.config or {})
         trial_cfg = with_values(cfg, point)
         trial_id = metrics.get("trial_id") or Path(result.path).name
-        on_disk = finished_metrics(Path(cfg.results_dir) / cfg.name / "trials" / trial_id)
+        trial_dir = SweepFolder.under(cfg.results_dir, cfg.name).trial(trial_id)
+        on_disk = finished_metrics(trial_dir)
         if on_disk is not None:  # the trial's own record wins over what Tune last saw (driver lost)
             metrics.update(on_disk)
-        nodes = trial_nodes(Path(cfg.results_dir) / cfg.name / "trials" / trial_id)
+        nodes = trial_nodes(trial_dir)
         if nodes:
             metrics["nodes"] = " ".join(nodes)
         full = bool(metrics.get("full_budget")) and result.error is None
@@ -105,17 +107,18 @@ def _task_metric_names(cfg: Config) -> tuple[str, ...]:
 
 
 def write_outputs(cfg: Config, sweep_dir: Path, trials: pd.DataFrame) -> None:
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_csv(trials, sweep_dir / "trials.csv")
+    folder = SweepFolder(sweep_dir)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    _atomic_csv(trials, folder.trials_csv)
     front = front_of(cfg, trials)
-    _atomic_csv(front, sweep_dir / "pareto.csv")
+    _atomic_csv(front, folder.pareto_csv)
     references = references_of(cfg, trials)
     write_record(sweep_dir, references)
-    atomic_write_text(sweep_dir / "pareto.md", pareto_markdown(cfg, front, trials, references))
+    atomic_write_text(folder.pareto_md, pareto_markdown(cfg, front, trials, references))
     if len(trials):
-        plot_front(cfg, trials, front, sweep_dir / "pareto.png", references)
+        plot_front(cfg, trials, front, folder.pareto_png, references)  # and pareto.svg beside it
     if cfg.search.seeds and len(trials):
-        atomic_write_text(sweep_dir / "ablation.md", ablation_markdown(cfg, trials))
+        atomic_write_text(folder.ablation_md, ablation_markdown(cfg, trials))
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from orchestrator import recipes
 from orchestrator.base.redact import redact
+from orchestrator.base.sweep_folder import SweepFolder
 from orchestrator.config.budgets import budget_text
 from orchestrator.config.records import TrialFiles
 from orchestrator.config.schema import Config, ConfigError
@@ -33,7 +34,7 @@ from orchestrator.tracking.runs import DB_FILE, LOCAL_UI, view_url
 def sweep_folder(sweep: str, results: Path) -> Path:
     """SWEEP as a folder holding sweep.yaml: a path, or a sweep name under `results`."""
     for candidate in (Path(sweep), results / sweep):
-        if (candidate / "sweep.yaml").is_file():
+        if SweepFolder(candidate).is_sweep():
             return candidate
     raise ConfigError([f"SWEEP: no sweep.yaml in {sweep!r} or {str(results / sweep)!r}; give a sweep's folder "
                       "or its name (with --results for a results folder other than results/)"])
@@ -42,7 +43,7 @@ def sweep_folder(sweep: str, results: Path) -> Path:
 def curves_of(sweep_dir: Path, trial_ids: list[str]) -> dict[str, pd.DataFrame]:
     curves = {}
     for trial_id in trial_ids:
-        path = sweep_dir / "trials" / trial_id / TrialFiles.EPOCHS
+        path = SweepFolder(sweep_dir).trial(trial_id) / TrialFiles.EPOCHS
         if path.is_file() and path.stat().st_size:
             curves[trial_id] = pd.read_json(path, lines=True).drop_duplicates("epoch", keep="last")
     return curves
@@ -78,10 +79,11 @@ def trial_rows(trials: pd.DataFrame, front_ids: set[str], runs: dict[str, str], 
     ordered = trials.assign(_m=trials["metric"].fillna(-1e9)).sort_values("_m", ascending=False)
     for _, r in ordered.iterrows():
         trial_id = str(r["trial_id"])
-        folder = os.path.relpath(sweep_dir / "trials" / trial_id, page_dir)
+        trial_dir = SweepFolder(sweep_dir).trial(trial_id)
+        folder = os.path.relpath(trial_dir, page_dir)
         links = " ".join(f'<a href="{html.escape(folder)}/{name}">{label}</a>'
                          for name, label in ((TrialFiles.METRICS, "metrics"), (TrialFiles.CONFIG, "config"))
-                         if (sweep_dir / "trials" / trial_id / name).is_file())
+                         if (trial_dir / name).is_file())
         if trial_id in runs:
             links += f' <a href="{html.escape(runs[trial_id])}">MLflow</a>'
         metric = f'{r["metric"]:.4f}' if pd.notna(r["metric"]) else "–"
@@ -143,7 +145,7 @@ def page(cfg: Config, sweep_dir: Path, trials: pd.DataFrame, front: pd.DataFrame
              _table("trials", header, trial_rows(trials, set(front["trial_id"].astype(str)), runs, page_dir,
                                                  sweep_dir)),
              "<h2>Configuration (sweep.yaml)</h2>",
-             f"<pre>{html.escape(redact((sweep_dir / 'sweep.yaml').read_text()))}</pre>",
+             f"<pre>{html.escape(redact(SweepFolder(sweep_dir).sweep_yaml.read_text()))}</pre>",
              f"<script>{SCRIPT}</script>", "</body></html>"]
     return "\n".join(parts) + "\n"
 
@@ -155,8 +157,9 @@ def write_report(sweep_dir: Path, out_dir: Path, results: Path) -> Path:
 
     # sweep.yaml holds the tracking URI redacted; the page never connects to it (mlflow_links reads the
     # local default database only), so it is dropped rather than refused.
-    cfg = load_recorded(sweep_dir / "sweep.yaml", ["tracking.uri=null"])  # no model or data folder needed
-    csv = sweep_dir / "trials.csv"
+    folder = SweepFolder(sweep_dir)
+    cfg = load_recorded(folder.sweep_yaml, ["tracking.uri=null"])  # no model or data folder needed
+    csv = folder.trials_csv
     if not csv.is_file():
         raise ConfigError([f"{csv}: not written yet (the sweep writes it when it ends, or on --resume); "
                            "run the report after the sweep"])

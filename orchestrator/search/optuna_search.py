@@ -17,10 +17,8 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.base.redact import STORAGE_URL_VAR, conceal_uri, reveal_uri
+from orchestrator.base.sweep_folder import SweepFolder
 from orchestrator.config.constraints import Constraint, violations
-
-OPTUNA_DB = "optuna.db"
-
 
 MISSING_VIOLATION = 1e30  # a bound on a number the trial did not report: as far from feasible as can be
 
@@ -44,7 +42,7 @@ class FullBudgetOptunaSearch(OptunaSearch):
 
 def storage_url(storage: str | None, sweep_dir: Path) -> str:
     """The study's database: `search.storage`, or sqlite under the sweep's folder."""
-    return storage or f"sqlite:///{Path(sweep_dir).resolve() / OPTUNA_DB}"
+    return storage or f"sqlite:///{SweepFolder(Path(sweep_dir).resolve()).optuna_db}"
 
 
 class ConcealedRDBStorage(optuna.storages.RDBStorage):

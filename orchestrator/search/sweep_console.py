@@ -4,9 +4,9 @@ are orchestrator/engine/console.py's, which a single run uses too."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from orchestrator.base.numbers import is_missing
 from orchestrator.engine.console import Progress, _number, epoch_line, trial_line
 
 
@@ -100,13 +100,15 @@ def summary(cfg: Any, trials: Any, front: Any, sweep_dir: Any, experiment_url: s
     if len(front):
         lines.append(f"Pareto front ({len(front)} of {int(trials['full_budget'].sum())} full-budget trials):")
         for _, row in front.iterrows():
-            result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            result = {k: (None if is_missing(v) else v) for k, v in row.items()}
             lines.append("  " + trial_line(str(row["trial_id"]), str(row["method.name"]), recipes.label(row), result,
                                            ""))
     lines += reference_lines(cfg, trials, front, sweep_dir)
     from orchestrator.base.shell import module_command, relative_path
+    from orchestrator.base.sweep_folder import SweepFolder
 
-    lines += [f"files: {relative_path(sweep_dir)}/trials.csv, pareto.csv, pareto.md, pareto.png (and .svg)",
+    written = ", ".join(path.name for path in SweepFolder(sweep_dir).outputs())
+    lines += [f"files: {relative_path(sweep_dir)}/{written} (and .svg)",
               f"report: {module_command('orchestrator', 'report', relative_path(sweep_dir))}"
               "   (an HTML page: front, curves, trials)",
               f"MLflow UI: {module_command('orchestrator', 'ui', '--results', relative_path(cfg.results_dir))}"

@@ -20,9 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.base.fs import LockHeld, held_lock
+from orchestrator.base.fs import LockHeld, atomic_write_text, held_lock
 from orchestrator.base.pareto import hypervolume
 from orchestrator.base.redact import redact
+from orchestrator.base.sweep_folder import SweepFolder
 from orchestrator.config.records import EarlyStopSpec
 from orchestrator.config.schema import Config, config_from_dict, dump_yaml, objective_pairs, with_values
 from orchestrator.engine import asha, console
@@ -44,9 +45,7 @@ from orchestrator.spec.space import (
 )
 from orchestrator.tracking import runs as tracking
 
-TUNE_DIR = "tune"  # Ray's experiment folder inside results/<sweep>/
 STATE_PERIOD_S = 2  # how often Tune's experiment state reaches tune/ (see make_tuner)
-LOCK_FILE = ".sweep.lock"  # held by the sweep's driver while it runs (orchestrator/base/fs.py held_lock)
 # Pins each trial's function (and so its Train controller, which Ray places beside it) to the head node:
 # it holds no CPU, and a worker node lost mid-trial then costs only the trial's workers, which Ray Train
 # restarts elsewhere from the last checkpoint. Losing the head ends the job anyway.
@@ -92,8 +91,8 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str |
     point = trial_point(config)
     cfg = with_values(config_from_dict(base), point)
     trial_id = tune.get_context().get_trial_id()
-    sweep_dir = Path(cfg.results_dir) / cfg.name
-    trial_dir = sweep_dir / "trials" / trial_id
+    folder = SweepFolder.under(cfg.results_dir, cfg.name)
+    trial_dir = folder.trial(trial_id)
     done = finished_metrics(trial_dir)
     if done is not None:
         # Finished before the driver was lost (--resume): report what it wrote instead of training again.
@@ -107,7 +106,7 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str |
     if cfg.search.scheduler != "none" and rungs:
         multi = cfg.search.scheduler == "mo_asha"
         pairs = objective_pairs(cfg) if multi else []
-        early_stop = EarlyStopSpec(rung_dir=str(sweep_dir / cfg.search.scheduler), trial_id=trial_id,
+        early_stop = EarlyStopSpec(rung_dir=str(folder.rung_dir(cfg.search.scheduler)), trial_id=trial_id,
                                    rungs=tuple(rungs), reduction_factor=cfg.search.reduction_factor,
                                    objectives=tuple(m for m, _ in pairs), directions=tuple(d for _, d in pairs))
     fit(cfg, trial_dir, in_tune=True, in_trial=cfg.resources.trainer == "trial", parent_run_id=parent_run_id,
@@ -164,13 +163,13 @@ def run_sweep(cfg: Config, *, resume: bool = False, smoke: bool = False) -> int:
     cfg = resolve_trainer(cfg)
     preflight(cfg)
     remember_config(cfg)  # what a restored ParentRunCallback logs with (it pickles no config)
-    sweep_dir = Path(cfg.results_dir) / cfg.name
+    sweep_dir = SweepFolder.under(cfg.results_dir, cfg.name).root
     made = [d for d in (sweep_dir, *sweep_dir.parents) if not d.exists()]
     sweep_dir.mkdir(parents=True, exist_ok=True)
     try:
         # One driver per sweep name for the sweep's whole life: the check below and every write after it happen
         # under this lock, so two starts of one name (or a --resume beside a running sweep) cannot both run.
-        with held_lock(sweep_dir / LOCK_FILE):
+        with held_lock(SweepFolder(sweep_dir).lock):
             problem = fate_problem(sweep_dir, resume=resume)
             if problem:  # decided before anything is written: no sweep.yaml overwritten, no orphan MLflow run
                 print(f"error: {problem}", file=sys.stderr)
@@ -197,15 +196,14 @@ def _run_locked(cfg: Config, sweep_dir: Path, *, resume: bool, smoke: bool) -> i
         tracking.client(cfg).update_run(parent_run_id, status="RUNNING")
     else:
         parent_run_id = tracking.start_parent_run(cfg)
-        (sweep_dir / "sweep.yaml").write_text(dump_yaml(as_written(cfg)) + "\n# search space\n"
-                                              + "".join(f"# {redact(line)}\n" for line in describe_space(cfg)))
-        tracking.log_artifacts(cfg, parent_run_id, [sweep_dir / "sweep.yaml"])
+        write_sweep_yaml(cfg, SweepFolder(sweep_dir))
+        tracking.log_artifacts(cfg, parent_run_id, [SweepFolder(sweep_dir).sweep_yaml])
     try:
         grid = make_tuner(cfg, public, sweep_dir, parent_run_id, resume=resume, smoke=smoke, gpu=use_gpu(cfg)).fit()
         if resume and not cfg.search.storage:  # its own study (a shared one may hold another driver's trials)
-            from orchestrator.search.optuna_search import OPTUNA_DB, fail_abandoned, storage_url
+            from orchestrator.search.optuna_search import fail_abandoned, storage_url
 
-            if (sweep_dir / OPTUNA_DB).is_file():
+            if SweepFolder(sweep_dir).optuna_db.is_file():
                 fail_abandoned(storage_url(None, sweep_dir), cfg.name)
         rows = collect_rows(cfg, grid)
         write_outputs(cfg, sweep_dir, rows)
@@ -222,6 +220,13 @@ def _run_locked(cfg: Config, sweep_dir: Path, *, resume: bool, smoke: bool) -> i
                                 tracking.local_view_url(cfg)):
         print(f"[{cfg.name}] {line}")
     return 0
+
+
+def write_sweep_yaml(cfg: Config, folder: SweepFolder) -> None:
+    """sweep.yaml: the config as the user wrote it, then the search space as comments. Written atomically: the
+    report and --resume's checks read it back, and a driver killed mid-write must not leave half of it."""
+    atomic_write_text(folder.sweep_yaml, dump_yaml(as_written(cfg)) + "\n# search space\n"
+                      + "".join(f"# {redact(line)}\n" for line in describe_space(cfg)))
 
 
 def make_tuner(cfg: Config, public: Config, sweep_dir: Path, parent_run_id: str, *, resume: bool, smoke: bool,
@@ -242,7 +247,7 @@ def make_tuner(cfg: Config, public: Config, sweep_dir: Path, parent_run_id: str,
     conceal_uri(storage, STORAGE_URL_VAR)  # where a restored searcher finds its password (optuna_search.py)
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=public.to_dict(), parent_run_id=parent_run_id),
                                     trial_resources(cfg, gpu))
-    experiment = sweep_dir / TUNE_DIR
+    experiment = SweepFolder(sweep_dir).tune_dir
     if resume:
         return tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, restart_errored=True)
     explicit = first_points(cfg, prefer_config=False) if smoke else grid_points(cfg) if cfg.search.sampler == "grid" else None
@@ -258,7 +263,7 @@ def make_tuner(cfg: Config, public: Config, sweep_dir: Path, parent_run_id: str,
                                     trial_dirname_creator=lambda trial: trial.trial_id,
                                     trial_name_creator=lambda trial: trial.trial_id),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=str(sweep_dir), verbose=1 if console.verbose() else 0,
+            name=experiment.name, storage_path=str(experiment.parent), verbose=1 if console.verbose() else 0,
             # A trial training in its own process is restarted by Tune from its last checkpoint (as Ray
             # Train restarts a TorchTrainer's lost workers); only the latest checkpoint is kept.
             failure_config=tune.FailureConfig(max_failures=2 if in_trial else 0),
@@ -283,11 +288,11 @@ def fate_problem(sweep_dir: Path, *, resume: bool) -> str | None:
     """Why this sweep may not start (or resume) in `sweep_dir`; None when it may. Checked before any write."""
     from ray import tune
 
-    experiment = sweep_dir / TUNE_DIR
+    experiment = SweepFolder(sweep_dir).tune_dir
     restorable = tune.Tuner.can_restore(str(experiment))
     if resume and not restorable:
         return f"--resume: no sweep to resume at {experiment}; run without --resume to start it"
-    if not resume and (restorable or (sweep_dir / "sweep.yaml").is_file()):
+    if not resume and (restorable or SweepFolder(sweep_dir).is_sweep()):
         return (f"{sweep_dir} already holds a sweep named {sweep_dir.name!r}; pass --resume to continue it, "
                 "or choose another name (--set name=...)")
     return None
@@ -375,8 +380,7 @@ def close_parent_run(cfg: Config, parent_run_id: str, sweep_dir: Path, trials: p
     summary = front_summary(cfg, trials)
     if summary:
         tracking.log_metrics(cfg, parent_run_id, summary, step=len(trials))
-    tracking.log_artifacts(cfg, parent_run_id, [sweep_dir / n for n in ("trials.csv", "pareto.csv", "pareto.md",
-                                                                        "pareto.png")])
+    tracking.log_artifacts(cfg, parent_run_id, SweepFolder(sweep_dir).outputs())
     for run in tracking.child_runs(cfg, parent_run_id):
         if run.info.status == "RUNNING":
             tracking.set_tags(cfg, run.info.run_id, {"full_budget": "false", "stopped_early": "true"})
