@@ -192,7 +192,7 @@ MAX_GRAD_NORM = 1.0  # train.max_grad_norm's default
 def make_step(model: Any, loss_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], device: torch.device,
               amp: bool, batches: list[dict[str, torch.Tensor]], before: Callable[[], None] | None = None,
               peaks: dict[str, int] | None = None, name: str = "") -> Callable[[int], None]:
-    """One training step as orchestrator/loop.py's train_worker runs it, as a callable of the round number.
+    """One training step as orchestrator/engine/loop.py's train_step runs it, as a callable of the round number.
 
     The batch to the device, the loss under bf16 autocast on a GPU (float32 on a CPU), zero_grad,
     backward, clip_grad_norm_ to 1.0, AdamW step, and `loss.item()` (the loop's only host sync).
@@ -200,7 +200,7 @@ def make_step(model: Any, loss_fn: Callable[[dict[str, torch.Tensor]], torch.Ten
     batch, which is a fresh dict each call.
     """
     trainable = [p for p in model.parameters() if p.requires_grad]
-    # orchestrator.loop.adamw, written out: the loop imports Ray, which the GPU benchmarks run without.
+    # orchestrator.engine.loop.adamw, written out: the loop imports Ray, which the GPU benchmarks run without.
     # Fused on a GPU since 2026-12-02 (earlier H200 figures are unfused).
     optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01,
                                   fused=bool(trainable) and all(p.is_cuda for p in trainable))
@@ -246,3 +246,93 @@ def quiet_transformers() -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+
+
+# ------------------------------------------------------------------ the methods' training steps, by their recipes
+# A benchmark times what training runs: each method's model, teacher side, λ and loss come from its recipe
+# (orchestrator/recipes: build_model, prepare, before_step, loss), never from a copy of them here.
+
+def recipe_config(model: str, method: str, **method_keys: Any) -> Any:
+    """A config for `method` on `model` (SST-2's head), with `method.<key>` settings."""
+    from orchestrator.config.schema import Config, with_values
+
+    return with_values(Config(task="glue/sst2", model=str(model)),
+                       {"method.name": method, **{f"method.{k}": v for k, v in method_keys.items()}})
+
+
+def recipe_loss(cfg: Any, model: Any, aux: Any = None) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """The recipe's loss of `cfg`'s method on one batch, as the loop calls it (one worker: no DDP wrapper)."""
+    from orchestrator.recipes import StepInputs, get_recipe
+
+    recipe = get_recipe(cfg.method.name)
+    return lambda batch: recipe.loss(StepInputs(cfg=cfg, model=model, raw_model=model, batch=batch, aux=aux,
+                                                regression=False))
+
+
+# PC-LoRA's λ at a step of a three-step run with a linear decay to the end: 1, 0.5, 0.
+LAMBDA_STEPS = {0.5: 1, 0.0: 2}
+
+
+def lambda_setter(model: Any, lam: float, rank: int) -> Callable[[], None]:
+    """PC-LoRA's before_step at the step where its schedule gives `lam` (set before every timed step)."""
+    from orchestrator.recipes import get_recipe
+
+    cfg = recipe_config("unused", "pc_lora", rank=rank, decay_schedule="linear", decay_end=1.0)
+    recipe = get_recipe("pc_lora")
+
+    def before() -> None:
+        state = recipe.before_step(cfg, model, LAMBDA_STEPS[lam], 3)
+        assert state["lambda"] == lam, state
+
+    return before
+
+
+def method_conditions(model_path: Path, *, rank: int, student_layers: int, kd_weight: float, device: torch.device,
+                      teacher: Any, logits: Any, work_dir: Path) -> list[tuple[str, Any, Callable, Callable | None]]:
+    """(name, model, loss, before) of every method condition, the models built by the recipes from `model_path`.
+
+    `teacher`: KD-LoRA's frozen teacher on `device` (the teacher-forward condition); `logits`: its TeacherLogits,
+    one row per training example by `idx`, written to `work_dir` and read back by KD-LoRA's own `prepare`.
+    PC-LoRA with KD runs the frozen teacher (the model itself at λ = 1) each step, as in the first epoch: its
+    feature cache is given no room (later epochs read it from the cache)."""
+    from methods.feature_cache import FeatureCache
+    from orchestrator.config.records import TrialFiles
+    from orchestrator.recipes import get_recipe
+    from orchestrator.recipes.kd_lora import KDTeacher
+    from orchestrator.tasks import get_task
+
+    task = get_task("glue/sst2")
+
+    def build(cfg: Any) -> Any:
+        return get_recipe(cfg.method.name).build_model(cfg, task, None).to(device)
+
+    fft_cfg = recipe_config(model_path, "fft")
+    lora_cfg = recipe_config(model_path, "lora", rank=rank)
+    pc_cfgs = {kd: recipe_config(model_path, "pc_lora", rank=rank, kd_weight=kd) for kd in (0.0, kd_weight)}
+    kd_cfg = recipe_config(model_path, "kd_lora", rank=rank, student_layers=student_layers, kd_weight=kd_weight,
+                           temperature=2.0)
+    fft, lora, pc, student = build(fft_cfg), build(lora_cfg), build(pc_cfgs[0.0]), build(kd_cfg)
+
+    pc_aux = {kd: get_recipe("pc_lora").prepare(cfg, task, device, None, len(logits)) for kd, cfg in pc_cfgs.items()}
+    for aux in pc_aux.values():
+        if aux is not None:
+            aux.cache = FeatureCache(0)
+    teacher_dir = Path(work_dir) / "teacher"
+    teacher_dir.mkdir(parents=True, exist_ok=True)
+    logits.save(teacher_dir / TrialFiles.TEACHER_LOGITS)
+    cached = get_recipe("kd_lora").prepare(kd_cfg, task, device, str(teacher_dir), len(logits))
+
+    def pc_loss(kd: float) -> Callable:
+        return recipe_loss(pc_cfgs[kd], pc, pc_aux[kd])
+
+    L, kd = student_layers, kd_weight
+    return [
+        ("fft", fft, recipe_loss(fft_cfg, fft), None),
+        (f"lora r{rank}", lora, recipe_loss(lora_cfg, lora), None),
+        ("pc_lora λ=0.5 kd=0", pc, pc_loss(0.0), lambda_setter(pc, 0.5, rank)),
+        ("pc_lora λ=0 kd=0 (W skipped)", pc, pc_loss(0.0), lambda_setter(pc, 0.0, rank)),
+        (f"pc_lora λ=0.5 kd={kd}", pc, pc_loss(kd), lambda_setter(pc, 0.5, rank)),
+        (f"pc_lora λ=0 kd={kd} (teacher needs W)", pc, pc_loss(kd), lambda_setter(pc, 0.0, rank)),
+        (f"kd_lora {L}L cached logits", student, recipe_loss(kd_cfg, student, cached), None),
+        (f"kd_lora {L}L teacher fwd/step", student, recipe_loss(kd_cfg, student, KDTeacher(model=teacher)), None),
+    ]

@@ -3,11 +3,12 @@
     python -m benchmarks.methods_cost [--model minilm-l6-h384] [--rank 8] [--batch 32] [--max-length 64]
                                       [--threads 2] [--warmup 3] [--rounds 15] [--device auto]
 
-One step = what orchestrator/loop.py's train_worker does per batch: the batch to the device, the
-method's loss (as in `method_loss`), zero_grad, backward, clip_grad_norm_ to 1.0, AdamW step, and
-`loss.item()`. bf16 autocast on a GPU, float32 on the CPU, as in the loop. The models are built with
-the project's functions (methods.baselines.prepare_fft / attach_lora, methods.pc_lora.attach +
-set_lambda, methods.kd_lora.cut_layers + attach_lora, kd_lora.TeacherLogits). The batches are real
+One step = what orchestrator/engine/loop.py's train_step does per batch: the batch to the device, the
+method's recipe loss (orchestrator/recipes: `Recipe.loss`), zero_grad, backward, clip_grad_norm_ to 1.0,
+AdamW step, and `loss.item()`. bf16 autocast on a GPU, float32 on the CPU, as in the loop. Each model,
+its teacher side and PC-LoRA's λ come from the method's recipe (`build_model`, `prepare`, `before_step`;
+benchmarks/_common.py method_conditions), so the benchmark times what training runs; the KD-LoRA
+teacher logits (kd_lora.TeacherLogits) are read back by KD-LoRA's own `prepare`. The batches are real
 SST-2 text from the quickstart's 1,000-example subset, tokenised with the model's tokenizer to at most
 `--max-length` tokens and padded per batch, as the loop does; the same batch goes to every condition in a
 round. Conditions run interleaved, one step each per round; the table gives the median s/step and its
@@ -17,12 +18,11 @@ ratio to FFT's median. Writes benchmarks/results/methods_cost{,_<suffix>}.json a
 from __future__ import annotations
 
 import argparse
-import copy
+import tempfile
 import time
-from collections.abc import Callable
+from pathlib import Path
 
 import torch
-from torch import nn
 
 from benchmarks._common import (
     command_line,
@@ -32,6 +32,7 @@ from benchmarks._common import (
     machine,
     machine_line,
     make_step,
+    method_conditions,
     model_dir,
     pick_device,
     quiet_transformers,
@@ -40,7 +41,7 @@ from benchmarks._common import (
     sync,
     write,
 )
-from methods import baselines, kd_lora, pc_lora
+from methods import kd_lora
 from orchestrator.tasks import get_task, load_model
 
 
@@ -68,16 +69,9 @@ def main() -> None:
                                     n_batches=args.n_batches)
     seq_lens = [b["input_ids"].shape[1] for b in batches]
 
-    base = load_model(str(path), task)
-    fft = baselines.prepare_fft(copy.deepcopy(base)).to(device)
-    lora = baselines.attach_lora(copy.deepcopy(base), args.rank).to(device)
-    pc = copy.deepcopy(base)
-    pc_lora.attach(pc, args.rank)
-    pc = pc.to(device)
     # The KD-LoRA teacher: the model itself (fine-tuned in a real run; the values do not change the time).
-    teacher = copy.deepcopy(base).to(device).eval().requires_grad_(False)
-    student = baselines.attach_lora(kd_lora.cut_layers(base, args.student_layers), args.rank).to(device)
-    # Teacher logits once per training example, as orchestrator/loop.py's finish() computes them.
+    teacher = load_model(str(path), task).to(device).eval().requires_grad_(False)
+    # Teacher logits once per training example, as the teacher's run computes them (orchestrator/engine/loop.py).
     from torch.utils.data import DataLoader
 
     sync(device)
@@ -89,51 +83,10 @@ def main() -> None:
     logits_seconds = time.perf_counter() - start
 
     kd = args.kd_weight
-
-    def plain(model: nn.Module) -> Callable[[dict], torch.Tensor]:
-        def fn(batch: dict) -> torch.Tensor:
-            batch.pop("idx")
-            return model(**batch).loss
-        return fn
-
-    def pc_loss(weight: float) -> Callable[[dict], torch.Tensor]:
-        def fn(batch: dict) -> torch.Tensor:  # method_loss's pc_lora branch
-            batch.pop("idx")
-            if weight == 0:
-                return pc(**batch).loss
-            out = pc(**batch, output_hidden_states=True)
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            teacher_out = pc_lora.teacher_forward(pc, **inputs)
-            return pc_lora.loss(out.loss, out.hidden_states[1:], teacher_out.hidden_states[1:], weight)
-        return fn
-
-    def kd_cached(batch: dict) -> torch.Tensor:  # method_loss's kd_lora branch
-        idx, labels = batch.pop("idx"), batch.pop("labels")
-        return kd_lora.kd_loss(student(**batch).logits, logits.lookup(idx), labels, kd_weight=kd,
-                               temperature=2.0, regression=False)
-
-    def kd_teacher_each_step(batch: dict) -> torch.Tensor:  # what the cache saves
-        batch.pop("idx")
-        labels = batch.pop("labels")
-        with torch.no_grad():
-            t_logits = teacher(**batch).logits
-        return kd_lora.kd_loss(student(**batch).logits, t_logits, labels, kd_weight=kd,
-                               temperature=2.0, regression=False)
-
-    def lam(value: float) -> Callable[[], None]:
-        return lambda: pc_lora.set_lambda(pc, value)
-
     peaks: dict[str, int] = {}
-    spec: list[tuple[str, nn.Module, Callable, Callable | None]] = [
-        ("fft", fft, plain(fft), None),
-        (f"lora r{args.rank}", lora, plain(lora), None),
-        ("pc_lora λ=0.5 kd=0", pc, pc_loss(0.0), lam(0.5)),
-        ("pc_lora λ=0 kd=0 (W skipped)", pc, pc_loss(0.0), lam(0.0)),
-        (f"pc_lora λ=0.5 kd={kd}", pc, pc_loss(kd), lam(0.5)),
-        (f"pc_lora λ=0 kd={kd} (teacher needs W)", pc, pc_loss(kd), lam(0.0)),
-        (f"kd_lora {args.student_layers}L cached logits", student, kd_cached, None),
-        (f"kd_lora {args.student_layers}L teacher fwd/step", student, kd_teacher_each_step, None),
-    ]
+    with tempfile.TemporaryDirectory() as work:  # the teacher logits, read back by KD-LoRA's own prepare()
+        spec = method_conditions(path, rank=args.rank, student_layers=args.student_layers, kd_weight=kd,
+                                 device=device, teacher=teacher, logits=logits, work_dir=Path(work))
     trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m, _, _ in spec}
     conditions = {name: make_step(m, fn, device, amp, batches, before, peaks, name) for name, m, fn, before in spec}
     times = interleaved(conditions, warmup=args.warmup, rounds=args.rounds, device=device)

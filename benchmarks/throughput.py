@@ -4,7 +4,10 @@
                                     [--student-layers 6] [--device cuda] [--suffix h200]
 
 Random weights from a config (speed does not depend on the values), fixed-length random tokens, bf16
-autocast on a GPU (float32 on a CPU), the training step of orchestrator/loop.py (`_common.make_step`).
+autocast on a GPU (float32 on a CPU), the training step of orchestrator/engine/loop.py (`_common.make_step`)
+with each method's model, teacher side, λ and loss from its recipe (orchestrator/recipes;
+`_common.method_conditions`): what training runs, the random model saved to a temporary folder for
+the recipes to build from.
 Conditions: FFT, LoRA, PC-LoRA at λ = 0.5 and λ = 0 (W skipped), each without and with feature KD,
 KD-LoRA's student (the model cut to k layers + LoRA) with cached teacher logits and with a teacher
 forward each step. They run interleaved, one step each per round.
@@ -12,15 +15,17 @@ forward each step. They run interleaved, one step each per round.
 FLOPs of one step are counted per condition with torch.utils.flop_counter.FlopCounterMode over a whole
 step (forward + backward: what the method really computes, e.g. no weight gradients for frozen W);
 MFU = those FLOPs / median step time / the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s). On a
-CPU, only the achieved FLOP/s are given. Needs only torch, transformers, peft and methods/ (no Ray,
-no data sets), so it runs on the lent GPU machine as it is.
+CPU, only the achieved FLOP/s are given. Needs only torch, transformers, peft, methods/ and the
+orchestrator's recipes (no Ray, no data sets), so it runs on the lent GPU machine as it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -33,6 +38,7 @@ from benchmarks._common import (
     machine,
     machine_line,
     make_step,
+    method_conditions,
     pick_device,
     quiet_transformers,
     random_bert,
@@ -41,7 +47,7 @@ from benchmarks._common import (
     synthetic_batch,
     write,
 )
-from methods import baselines, kd_lora, pc_lora
+from methods import kd_lora
 
 PEAK_BF16 = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12}  # dense, SXM data sheets
 
@@ -82,64 +88,18 @@ def main() -> None:
                 "idx": torch.arange(i * args.batch, (i + 1) * args.batch)} for i in range(4)]
     n_examples = 4 * args.batch
 
-    fft = baselines.prepare_fft(copy.deepcopy(base)).to(device)
-    lora = baselines.attach_lora(copy.deepcopy(base), args.rank).to(device)
-    pc = copy.deepcopy(base)
-    pc_lora.attach(pc, args.rank)
-    pc = pc.to(device)
     teacher = copy.deepcopy(base).to(device).eval().requires_grad_(False)
-    student = baselines.attach_lora(kd_lora.cut_layers(base, args.student_layers), args.rank).to(device)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         cached = torch.cat([teacher(**{k: v.to(device) for k, v in b.items() if k not in ("idx", "labels")}
                                     ).logits.float() for b in batches])
     logits = kd_lora.TeacherLogits(cached.cpu()).to(device)
     assert len(logits) == n_examples
     kd = args.kd_weight
-
-    def plain(model: torch.nn.Module) -> Callable[[dict], torch.Tensor]:
-        def fn(batch: dict) -> torch.Tensor:
-            batch.pop("idx")
-            return model(**batch).loss
-        return fn
-
-    def pc_loss(weight: float) -> Callable[[dict], torch.Tensor]:
-        def fn(batch: dict) -> torch.Tensor:  # loop.method_loss's pc_lora branch
-            batch.pop("idx")
-            if weight == 0:
-                return pc(**batch).loss
-            out = pc(**batch, output_hidden_states=True)
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            teacher_out = pc_lora.teacher_forward(pc, **inputs)
-            return pc_lora.loss(out.loss, out.hidden_states[1:], teacher_out.hidden_states[1:], weight)
-        return fn
-
-    def kd_cached(batch: dict) -> torch.Tensor:  # loop.method_loss's kd_lora branch
-        idx, labels = batch.pop("idx"), batch.pop("labels")
-        return kd_lora.kd_loss(student(**batch).logits, logits.lookup(idx), labels, kd_weight=kd,
-                               temperature=2.0, regression=False)
-
-    def kd_teacher_each_step(batch: dict) -> torch.Tensor:
-        batch.pop("idx")
-        labels = batch.pop("labels")
-        with torch.no_grad():
-            t_logits = teacher(**batch).logits
-        return kd_lora.kd_loss(student(**batch).logits, t_logits, labels, kd_weight=kd,
-                               temperature=2.0, regression=False)
-
-    def lam(value: float) -> Callable[[], None]:
-        return lambda: pc_lora.set_lambda(pc, value)
-
     L = args.student_layers
-    spec = [
-        ("fft", fft, plain(fft), None),
-        (f"lora r{args.rank}", lora, plain(lora), None),
-        ("pc_lora λ=0.5 kd=0", pc, pc_loss(0.0), lam(0.5)),
-        ("pc_lora λ=0 kd=0 (W skipped)", pc, pc_loss(0.0), lam(0.0)),
-        (f"pc_lora λ=0.5 kd={kd}", pc, pc_loss(kd), lam(0.5)),
-        (f"pc_lora λ=0 kd={kd} (teacher needs W)", pc, pc_loss(kd), lam(0.0)),
-        (f"kd_lora {L}L cached logits", student, kd_cached, None),
-        (f"kd_lora {L}L teacher fwd/step", student, kd_teacher_each_step, None),
-    ]
+    with tempfile.TemporaryDirectory() as work:  # the random model, built again by each method's recipe
+        base.save_pretrained(Path(work) / "model")
+        spec = method_conditions(Path(work) / "model", rank=args.rank, student_layers=L, kd_weight=kd,
+                                 device=device, teacher=teacher, logits=logits, work_dir=Path(work))
     peaks: dict[str, int] = {}
     conditions = {name: make_step(m, fn, device, amp, batches, before, peaks, name) for name, m, fn, before in spec}
     trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m, _, _ in spec}
