@@ -85,12 +85,12 @@ def test_task_table_names_every_task_with_glue_metrics():
 
 
 def test_get_task_unknown_names_key_and_choices():
-    with pytest.raises(ValueError, match=r"unknown task 'glue/sst3' \(key: task\); choose one of .*glue/sst2"):
+    with pytest.raises(ValueError, match=r"task: unknown task 'glue/sst3'; choose one of .*glue/sst2"):
         T.get_task("glue/sst3")
 
 
 def test_load_split_refuses_unknown_split(tmp_path):
-    with pytest.raises(ValueError, match="no split 'dev'.*train, validation, test"):
+    with pytest.raises(ValueError, match="unknown split 'dev'; choose one of train, validation, test"):
         T.load_split(T.get_task("glue/sst2"), "dev", tmp_path)
 
 

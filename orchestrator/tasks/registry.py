@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.base.choices import unknown_choice
+
 METRIC_NAMES = ("accuracy", "f1", "mcc", "pearson", "spearman")
 
 
@@ -136,7 +138,7 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r} (key: task); choose one of {', '.join(TASKS)}") from None
+        raise ValueError(unknown_choice("task", "task", name, TASKS)) from None
 
 
 def _may_be_unlabelled(split: str) -> bool:
@@ -147,4 +149,4 @@ def _may_be_unlabelled(split: str) -> bool:
 def _check_split(task: TaskSpec, split: str) -> None:
     """ValueError naming the task's splits when `split` is not one of them."""
     if split not in task.splits:
-        raise ValueError(f"task {task.name!r} has no split {split!r}; choose one of {', '.join(task.splits)}")
+        raise ValueError(unknown_choice(f"task {task.name}", "split", split, task.splits))
