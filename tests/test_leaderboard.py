@@ -201,7 +201,7 @@ def test_glue_table_cells_and_score(built: Path) -> None:
     sources = md_table(text, "model", after="### Sources")
     src = row_of(sources, method="pc_lora", task="glue/cola")
     assert (src["configuration"], src["sweep"], src["trial"], src["date"], src["device"]) == (
-        "r=16, sine to 0.8, kd=0.5", "glue-cola", "c2", "2024-05-01", "not recorded")
+        "r=16, sine to 0.8, kd=0.5, zero start", "glue-cola", "c2", "2024-05-01", "not recorded")
     assert row_of(sources, method="pc_lora", task="glue/mrpc")["device"] == "NVIDIA H100 80GB HBM3"
     run = row_of(sources, method="pc_lora", task="glue/sst2")
     assert (run["sweep"], run["train examples"], run["epochs"]) == ("runs/sst2-pc", "1000", "2")

@@ -90,9 +90,9 @@ def test_pc_lora_reads_the_width_from_the_config_alone(tmp_path: Path, shared_mo
     def lr(model: Path, **values: object) -> float:
         return with_method_defaults(with_values(base, {"model": str(model), **values})).train.lr
 
-    assert lr(tmp_path / "wide") == 1e-3 and lr(tmp_path / "wide", **{"method.adapter_init": "svd"}) == 5e-4
-    assert lr(shared_models / "minilm-l6-h384") == 2e-3  # MiniLM's measured defaults unchanged
-    assert lr(shared_models / "minilm-l6-h384", **{"method.adapter_init": "svd"}) == 1e-3
+    assert lr(tmp_path / "wide") == 5e-4 and lr(tmp_path / "wide", **{"method.adapter_init": "zero"}) == 1e-3
+    assert lr(shared_models / "minilm-l6-h384") == 1e-3  # MiniLM's measured defaults: svd 1e-3, zero 2e-3
+    assert lr(shared_models / "minilm-l6-h384", **{"method.adapter_init": "zero"}) == 2e-3
     assert lr(tmp_path / "wide", **{"train.lr": 3e-3}) == 3e-3  # an explicit rate wins
 
 

@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import yaml
 
-from methods.schedules import SCHEDULES as DECAY_SCHEDULES  # noqa: F401 - the choices a config accepts
 from orchestrator.base.typed import (  # noqa: F401 - MAX_* are part of this module's API
     MAX_INT,
     MAX_STRING,
@@ -28,6 +27,10 @@ from orchestrator.base.typed import (  # noqa: F401 - MAX_* are part of this mod
     _type_name,
     _why,
 )
+
+# The method section is composed from each method's settings (orchestrator/config/settings/).
+from orchestrator.config.settings import MethodConfig
+from orchestrator.config.settings.pc_lora import DECAY_SCHEDULES  # noqa: F401 - the choices a config accepts
 
 # per_method: {method: {kind: args}}, one dimension per method (learning rates differ by 10-50x between
 # full fine-tuning and adapters that must replace a layer). Kept last: it nests the others.
@@ -63,47 +66,11 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class MethodConfig:
-    name: str = "pc_lora"
-    rank: int = 8
-    # LoRA scaling numerator; None = the method's own: rank for PC-LoRA (scaling 1, methods/pc_lora.py),
-    # 2 x rank for LoRA and KD-LoRA (scaling 2, the KD-LoRA code's; methods/baselines.py).
-    alpha: float | None = None
-    decay_schedule: str = "sine"
-    decay_end: float = 0.8
-    kd_weight: float = 0.5
-    temperature: float = 2.0
-    # PC-LoRA: None = the pre-trained model itself is the feature-KD teacher (no second copy);
-    # KD-LoRA: None = `model`, fully fine-tuned once per task and reused.
-    teacher: str | None = None
-    # PC-LoRA's feature-KD teacher when method.teacher is null: `pretrained` (the paper's: the model itself
-    # at λ = 1) or `finetuned` (the task's fully fine-tuned teacher, cached as for KD-LoRA).
-    kd_teacher: str = "pretrained"
-    # PC-LoRA: weight of logit KD from the fine-tuned teacher beside feature KD (0 = the paper's loss).
-    logit_kd_weight: float = 0.0
-    # PC-LoRA: how the adapters start: `zero` (the paper's: B = C = 0) or `svd` (W's top-r singular
-    # triplets and C = b, λ scaling the remainder; methods/pc_lora.py ADAPTER_INITS).
-    adapter_init: str = "zero"
-    # KD-LoRA student: another checkpoint, or the teacher cut to `student_layers` evenly spaced layers.
-    student: str | None = None
-    student_layers: int | None = None
-    # What a cut student starts from: `pretrained` (the paper's: the pre-trained model cut to k layers) or
-    # `finetuned_teacher` (the fine-tuned teacher cut, head included: another method, asked for by name).
-    student_init: str = "pretrained"
-    # KD-LoRA with `student`: also fine-tune the student fully once (cached like the teacher), the ceiling its
-    # trials are judged against; false saves that run (orchestrator/recipes/auxiliary.py).
-    student_ceiling: bool = True
-    teacher_epochs: int = 3
-    teacher_lr: float = 5.0e-5
-    # Module-name patterns to adapt instead of the per-architecture defaults.
-    target_modules: list[str] | None = None
-
-
-@dataclass
 class TrainConfig:
     epochs: int = 3
     batch_size: int = 32
-    # null = the method's own learning rate (orchestrator/recipes/: 5e-5 FFT, 5e-4 LoRA and KD-LoRA, 2e-3 PC-LoRA).
+    # null = the method's own learning rate (orchestrator/recipes/: 5e-5 FFT, 5e-4 LoRA and KD-LoRA, 1e-3 PC-LoRA
+    # from its default svd start, 2e-3 from the zero start; narrowed on wider models).
     lr: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06

@@ -1,6 +1,7 @@
 """One recipe per method (fft, lora, pc_lora, kd_lora): the only place that knows a method by name.
 
-Adding a method is one new file here that defines `RECIPE` (see base.py) and one line in `_MODULES`.
+Adding a method: its settings (orchestrator/config/settings/<name>.py, one line in its SETTINGS table, which
+orders the methods), and one new file here, <name>.py, that defines `RECIPE` (see base.py) with those settings.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ import functools
 import importlib
 from typing import Any
 
+from orchestrator.base.choices import unknown_choice
+from orchestrator.config.settings import SETTINGS
 from orchestrator.recipes.base import Recipe, StepInputs
 
-# Baselines first, as the papers lay tables out.
-_MODULES = ("fft", "lora", "pc_lora", "kd_lora")
 RECIPES: dict[str, Recipe] = {}
-for _module in _MODULES:
-    _recipe = importlib.import_module(f"orchestrator.recipes.{_module}").RECIPE
-    RECIPES[_recipe.name] = _recipe
+for _name, _settings in SETTINGS.items():  # baselines first, as the papers lay tables out
+    _recipe = importlib.import_module(f"orchestrator.recipes.{_name}").RECIPE
+    if (_recipe.name, _recipe.settings) != (_name, _settings):
+        raise TypeError(f"orchestrator/recipes/{_name}.py: RECIPE must be named {_name!r} and use "
+                        f"{_settings.__name__}, the settings SETTINGS gives it")
+    RECIPES[_name] = _recipe
 
 METHODS: tuple[str, ...] = tuple(RECIPES)
 BASELINES: tuple[str, ...] = tuple(n for n, r in RECIPES.items() if r.is_baseline)
@@ -26,7 +30,7 @@ def get_recipe(name: str) -> Recipe:
     try:
         return RECIPES[name]
     except KeyError:
-        raise ValueError(f"method.name: unknown method {name!r}; choose one of {', '.join(METHODS)}") from None
+        raise ValueError(unknown_choice("method.name", "method", name, METHODS)) from None
 
 
 @functools.cache  # the recipes are fixed at import; applies() asks for every key of every trial

@@ -1,9 +1,10 @@
 """What a recipe is: everything one method needs, in one object the loop, the sweep and the reports ask.
 
-A recipe holds the method's defaults (learning rate and its search range), the config keys that mean
-something for it, how its model is built, its loss, what happens before each optimizer step, how the
-deployable model is made and saved, and its label in tables. The loop stays one readable loop; the
-recipe supplies the method-shaped holes. Subclasses override only what differs from plain fine-tuning.
+A recipe holds the method's defaults (learning rate and its search range), its settings (the config keys
+that mean something for it: orchestrator/config/settings/), how its model is built, its loss, what happens
+before each optimizer step, how the deployable model is made and saved, and its label in tables. The loop
+stays one readable loop; the recipe supplies the method-shaped holes. Subclasses override only what differs
+from plain fine-tuning.
 
 No torch at import time: config validation and `--help` import recipes for their names and keys, so
 the methods (plain PyTorch, in methods/) are imported inside the functions that use them.
@@ -16,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from orchestrator.config.settings import MethodSettings
 
 if TYPE_CHECKING:
     import torch
@@ -102,22 +105,23 @@ class Recipe:
     display_name: ClassVar[str]        # how tables and plots name the method
     is_baseline: ClassVar[bool] = False  # FFT and LoRA: the references every table compares against
     is_full_finetune: ClassVar[bool] = False  # FFT: its score is the reference (100 %) of its model and task
-    # The method.* keys that mean something for this method (a sweep over several methods draws a
-    # dimension only for the methods that list it; trials.csv blanks it for the others).
-    keys: ClassVar[tuple[str, ...]] = ()
+    # The method's own config keys, a dataclass in orchestrator/config/settings/ (fields, defaults, checks).
+    settings: ClassVar[type[MethodSettings]] = MethodSettings
     # Values for keys the config leaves null (train.lr: null = the method's own learning rate).
     defaults: ClassVar[Mapping[str, Any]] = {}
     # The log-uniform learning-rate range shipped search spaces use for this method.
     lr_range: ClassVar[tuple[float, float]] = (1e-5, 1e-4)
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The method.* keys that mean something for this method: its settings' fields (a sweep over several
+        methods draws a dimension only for the methods that have it; trials.csv blanks it for the others)."""
+        return self.settings.keys()
+
     # -------------------------------------------------------------------- on the driver
     def defaults_for(self, cfg: Config) -> Mapping[str, Any]:
         """The defaults for this configuration (a method may pick them by its own settings)."""
         return self.defaults
-
-    def config_problems(self, cfg: Config) -> list[str]:
-        """Problems of the method-specific keys that a type check cannot see, each naming its key."""
-        return []
 
     def auxiliary_models(self, cfg: Config) -> list[AuxModel]:
         """The cached models (a fine-tuned teacher, a student's own FFT ceiling) the engine builds, or finds

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.config.records import TrialFiles
+from orchestrator.config.settings import KDLoRASettings
 from orchestrator.recipes.base import Recipe, StepInputs, present_settings, short_number
 from orchestrator.recipes.lora import lora_rank_problems
 
@@ -36,9 +37,6 @@ if TYPE_CHECKING:
     from orchestrator.config.schema import Config
     from orchestrator.recipes.auxiliary import AuxModel
     from orchestrator.tasks import TaskSpec
-
-STUDENT_INITS = ("pretrained", "finetuned_teacher")
-
 
 @dataclass
 class KDTeacher:
@@ -51,22 +49,9 @@ class KDTeacher:
 class KDLoRA(Recipe):
     name = "kd_lora"
     display_name = "KD-LoRA"
-    keys = ("method.rank", "method.alpha", "method.kd_weight", "method.temperature", "method.teacher",
-            "method.student", "method.student_layers", "method.student_init", "method.teacher_epochs",
-            "method.teacher_lr", "method.student_ceiling")
+    settings = KDLoRASettings
     defaults = {"train.lr": 5.0e-4}
     lr_range = (2.0e-4, 3.0e-3)
-
-    def config_problems(self, cfg: Config) -> list[str]:
-        m = cfg.method
-        p = []
-        if m.student_init not in STUDENT_INITS:
-            p.append(f"method.student_init: unknown initialisation {m.student_init!r}; choose one of "
-                     f"{', '.join(STUDENT_INITS)}")
-        if m.student and m.student_init != "pretrained":
-            p.append("method.student_init: finetuned_teacher cuts the fine-tuned teacher; it cannot be combined "
-                     "with method.student (another checkpoint)")
-        return p
 
     def auxiliary_models(self, cfg: Config) -> list[AuxModel]:
         """The fine-tuned teacher; and, for a separately pre-trained student, that student's own FFT on the same

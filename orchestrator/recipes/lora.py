@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.config.settings import AdapterSettings
 from orchestrator.recipes.base import Recipe
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class LoRA(Recipe):
     name = "lora"
     display_name = "LoRA"
     is_baseline = True
-    keys = ("method.rank", "method.alpha")
+    settings = AdapterSettings
     # MiniLM-L6, rank 8 (results/gpu/fidelity/): 5e-4 beat 1e-3 on MRPC, CoLA, SST-2; 1e-3 by 0.2 on STS-B.
     defaults = {"train.lr": 5.0e-4}
     lr_range = (2.0e-4, 3.0e-3)

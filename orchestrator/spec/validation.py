@@ -7,14 +7,13 @@ Split from orchestrator/config/schema.py, which holds the dataclasses and loadin
 from __future__ import annotations
 
 import errno
-import math
 import os
 import re
 import stat
 from pathlib import Path
 from typing import Any
 
-from methods.schedules import SCHEDULES as DECAY_SCHEDULES
+from orchestrator.base.choices import unknown_choice
 from orchestrator.base.typed import _closest, _coerce, _key_text, _show, _type_name, _why
 from orchestrator.config.constraints import parse as parse_constraint
 from orchestrator.config.schema import (
@@ -34,7 +33,7 @@ from orchestrator.config.schema import (
     objective_pairs,
     scalar_keys,
 )
-from orchestrator.recipes import METHODS, get_recipe
+from orchestrator.config.settings import METHODS, method_problems
 
 
 def _check_value(cfg: Config, dotted: str, value: Any) -> list[str]:
@@ -77,7 +76,7 @@ def validate_space(cfg: Config) -> list[str]:
             size = 0
             for method, inner in args.items():
                 if method not in METHODS:
-                    p.append(f"{where}.per_method: unknown method {_show(method)}; choose from {', '.join(METHODS)}")
+                    p.append(unknown_choice(f"{where}.per_method", "method", method, METHODS))
                 elif not isinstance(inner, dict) or len(inner) != 1 or next(iter(inner)) == "per_method":
                     p.append(f"{where}.per_method.{method}: write exactly one of {', '.join(SPACE_KINDS[:-1])}")
                 else:
@@ -112,7 +111,7 @@ def _is_discrete(spec: dict[str, Any]) -> bool:
 def _dimension_problems(cfg: Config, key: str, where: str, kind: Any, args: Any) -> tuple[list[str], int]:
     """Problems of one `{kind: args}` over `key`, and how many grid points it has (0 for a range)."""
     if kind not in SPACE_KINDS:
-        return [f"{where}: unknown kind {_show(kind)}; use one of {', '.join(SPACE_KINDS)}"], 0
+        return [unknown_choice(where, "kind", kind, SPACE_KINDS)], 0
     if kind in ("choice", "grid"):
         if not isinstance(args, list) or not args:
             return [f"{where}.{kind}: give a non-empty list of values, e.g. [8, 16, 32]"], 0
@@ -147,8 +146,7 @@ def resource_problems(cfg: Config) -> list[str]:
         known_metrics = (set(OBJECTIVE_METRICS) - {"accuracy", "f1", "mcc", "pearson", "spearman"}) | task_metrics
         for metric, _ in objective_pairs(cfg):
             if metric and metric not in known_metrics:
-                p.append(f"search.objectives: {metric!r} is not a metric of {cfg.task}; choose from "
-                         f"{', '.join(sorted(known_metrics))}")
+                p.append(unknown_choice("search.objectives", f"{cfg.task} metric", metric, sorted(known_metrics)))
     refs = [("model", cfg.model)]
     refs += [(k, v) for k, v in (("method.teacher", cfg.method.teacher), ("method.student", cfg.method.student)) if v]
     for spec_key in ("method.teacher", "method.student", "model"):
@@ -193,25 +191,7 @@ def range_problems(cfg: Config) -> list[str]:
     need(is_safe_name(cfg.name),
          f"name: {_show(cfg.name)} is not a safe folder name; use 1 to {MAX_NAME} letters, digits, '.', '_' "
          "and '-', starting with a letter or digit (no '/', no '..'), e.g. name: sst2-pc-lora")
-    need(m.name in METHODS, f"method.name: unknown method {m.name!r}; choose one of {', '.join(METHODS)}")
-    need(m.rank >= 1, f"method.rank: must be at least 1, got {m.rank}")
-    need(m.alpha is None or m.alpha > 0, f"method.alpha: must be positive or null, got {m.alpha}")
-    need(m.decay_schedule in DECAY_SCHEDULES,
-         f"method.decay_schedule: unknown schedule {m.decay_schedule!r}; choose one of "
-         f"{', '.join(DECAY_SCHEDULES)}")
-    need(0.0 < m.decay_end <= 1.0 and not math.isnan(m.decay_end),
-         f"method.decay_end: must lie in (0, 1] (the share of training steps over which λ decays "
-         f"to 0), got {m.decay_end}")
-    need(0.0 <= m.kd_weight <= 1.0, f"method.kd_weight: must lie in [0, 1], got {m.kd_weight}")
-    need(m.temperature > 0, f"method.temperature: must be positive, got {m.temperature}")
-    need(m.student_layers is None or m.student_layers >= 1,
-         f"method.student_layers: must be at least 1 (or null), got {m.student_layers}")
-    need(not (m.student and m.student_layers),
-         "method.student / method.student_layers: give one of them, not both (a checkpoint, or the "
-         "teacher cut to k layers)")
-    need(0.0 <= m.logit_kd_weight <= 1.0, f"method.logit_kd_weight: must lie in [0, 1], got {m.logit_kd_weight}")
-    need(m.teacher_epochs >= 1, f"method.teacher_epochs: must be at least 1, got {m.teacher_epochs}")
-    need(m.teacher_lr > 0, f"method.teacher_lr: must be positive, got {m.teacher_lr}")
+    p.extend(method_problems(m))  # every method's settings check their own keys (orchestrator/config/settings/)
     need(t.epochs >= 1, f"train.epochs: must be at least 1, got {t.epochs}")
     need(t.batch_size >= 1, f"train.batch_size: must be at least 1, got {t.batch_size}")
     need(t.lr is None or t.lr > 0, f"train.lr: must be positive (or null: the method's own), got {t.lr}")
@@ -232,8 +212,6 @@ def range_problems(cfg: Config) -> list[str]:
          f"resources.trainer: trial trains in the Tune trial's own process, one worker, but resources.workers is "
          f"{r.workers}; set resources.trainer: torch_trainer (or auto) for DDP over several workers")
     p.extend(_search_problems(cfg.search))
-    if m.name in METHODS:
-        p.extend(_cross_key_problems(p, get_recipe(m.name).config_problems(cfg)))
     return p
 
 
@@ -247,9 +225,8 @@ def _search_problems(s: SearchConfig) -> list[str]:
             p.append(msg)
 
     need(s.num_samples >= 1, f"search.num_samples: must be at least 1, got {s.num_samples}")
-    need(s.sampler in SAMPLERS, f"search.sampler: unknown sampler {s.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    need(s.scheduler in SCHEDULERS,
-         f"search.scheduler: unknown scheduler {s.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    need(s.sampler in SAMPLERS, unknown_choice("search.sampler", "sampler", s.sampler, SAMPLERS))
+    need(s.scheduler in SCHEDULERS, unknown_choice("search.scheduler", "scheduler", s.scheduler, SCHEDULERS))
     need(s.grace_period >= 1, f"search.grace_period: must be at least 1 epoch, got {s.grace_period}")
     need(s.reduction_factor > 1, f"search.reduction_factor: must be greater than 1, got {s.reduction_factor}")
     need(s.max_concurrent_trials is None or s.max_concurrent_trials >= 1,
@@ -270,20 +247,6 @@ def _search_problems(s: SearchConfig) -> list[str]:
         except ValueError as err:
             need(False, f"search.constraints: {err}")
     return p
-
-
-def _cross_key_problems(refused: list[str], problems: list[str]) -> list[str]:
-    """A method's checks that combine keys, less those about a key already refused, or that blame a key the
-    user never set for a value refused on its own (kd_weight 2 made logit_kd_weight's sum check fail too)."""
-    keys = {msg.partition(":")[0] for msg in refused}
-    names = {key.rpartition(".")[2] for key in keys}
-    kept = []
-    for msg in problems:
-        key, _, body = msg.partition(":")
-        if key in keys or any(re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", body) for n in names):
-            continue
-        kept.append(msg)
-    return kept
 
 
 SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/lib", "/lib32", "/lib64")
