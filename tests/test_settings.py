@@ -14,7 +14,8 @@ from orchestrator import recipes
 from orchestrator.base.choices import unknown_choice
 from orchestrator.config import settings
 from orchestrator.config.schema import ConfigError, MethodConfig, config_from_dict
-from orchestrator.config.settings import AdapterSettings, KDLoRASettings, PCLoRASettings, TeacherSettings
+from orchestrator.config.settings import (AdapterSettings, KDLoRASettings, MethodSettings, PCLoRASettings,
+                                          TeacherSettings)
 from orchestrator.spec.load import load_config
 from tests.conftest import REPO
 
@@ -76,10 +77,21 @@ def test_a_copied_setting_is_refused() -> None:
 def test_an_out_of_range_setting_names_its_key_from_the_methods_own_settings(cls, values, expected) -> None:
     problems = cls(**values).problems()
     assert len(problems) == 1 and problems[0].startswith(expected)
-    # and the same message when the config is loaded, once, though several methods compose the setting
+    # and the same message when a config of a method with these settings is loaded, once, though several
+    # methods compose the setting
+    method = next(name for name, c in settings.SETTINGS.items() if issubclass(c, cls) and c is not MethodSettings)
     with pytest.raises(ConfigError) as info:
-        load_config(None, [f"method.{k}={v}" for k, v in values.items()], base=BASE)
+        load_config(None, [f"method.name={method}", *(f"method.{k}={v}" for k, v in values.items())], base=BASE)
     assert [p for p in info.value.problems if p.startswith(expected)] == problems
+
+
+def test_a_setting_is_checked_by_the_methods_the_config_can_run_only() -> None:
+    """student_layers 0 means nothing to FFT: refused when the sweep may draw KD-LoRA, not otherwise."""
+    assert load_config(None, ["method.name=fft", "method.student_layers=0"], base=BASE).method.student_layers == 0
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["method.name=fft", "method.student_layers=0",
+                           'space.method.name={"choice": ["fft", "kd_lora"]}'], base=BASE)
+    assert any(p.startswith("method.student_layers: must be at least 1") for p in info.value.problems)
 
 
 def test_a_refused_weight_is_not_blamed_twice() -> None:

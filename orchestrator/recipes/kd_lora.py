@@ -46,6 +46,21 @@ class KDTeacher:
     model: Any = None    # a frozen nn.Module
 
 
+def load_student(cfg: Config, task: TaskSpec, teacher_dir: str | None) -> nn.Module:
+    """The student before any adapter: `method.student` (another checkpoint), or the pre-trained model (or, with
+    `student_init: finetuned_teacher`, the fine-tuned teacher) cut to `student_layers` evenly spaced layers."""
+    from methods import kd_lora
+    from orchestrator.tasks import load_model
+
+    m = cfg.method
+    if m.student:
+        return load_model(m.student, task, trust_remote_code=cfg.trust_remote_code)
+    source = (str(Path(teacher_dir) / TrialFiles.MODEL) if m.student_init == "finetuned_teacher"
+              else m.teacher or cfg.model)
+    full = load_model(source, task, trust_remote_code=cfg.trust_remote_code)
+    return kd_lora.cut_layers(full, m.student_layers or max(1, full.config.num_hidden_layers // 2))
+
+
 class KDLoRA(Recipe):
     name = "kd_lora"
     display_name = "KD-LoRA"
@@ -79,18 +94,11 @@ class KDLoRA(Recipe):
         return student if isinstance(student, str) and student else None
 
     def build_model(self, cfg: Config, task: TaskSpec, teacher_dir: str | None) -> nn.Module:
-        from methods import baselines, kd_lora
-        from orchestrator.tasks import load_model
+        from methods import baselines
 
         m = cfg.method
-        if m.student:
-            student = load_model(m.student, task, trust_remote_code=cfg.trust_remote_code)
-        else:
-            source = (str(Path(teacher_dir) / TrialFiles.MODEL) if m.student_init == "finetuned_teacher"
-                      else m.teacher or cfg.model)
-            full = load_model(source, task, trust_remote_code=cfg.trust_remote_code)
-            student = kd_lora.cut_layers(full, m.student_layers or max(1, full.config.num_hidden_layers // 2))
-        return baselines.attach_lora(student, m.rank, alpha=m.alpha, targets=m.target_modules)
+        return baselines.attach_lora(load_student(cfg, task, teacher_dir), m.rank, alpha=m.alpha,
+                                     targets=m.target_modules)
 
     def prepare(self, cfg: Config, task: TaskSpec, device: torch.device, teacher_dir: str | None,
                 train_size: int) -> KDTeacher:

@@ -178,6 +178,13 @@ def resource_problems(cfg: Config) -> list[str]:
     return p
 
 
+def _space_methods(cfg: Config) -> list[str]:
+    """The methods a sweep's `method.name` dimension may draw (none when it is not searched or malformed)."""
+    spec = cfg.space.get("method.name")
+    values = next((v for v in spec.values() if isinstance(v, list)), []) if isinstance(spec, dict) else []
+    return [v for v in values if isinstance(v, str)]
+
+
 def range_problems(cfg: Config) -> list[str]:
     """Values out of range; every message names the key and says what fits."""
     p: list[str] = []
@@ -191,7 +198,8 @@ def range_problems(cfg: Config) -> list[str]:
     need(is_safe_name(cfg.name),
          f"name: {_show(cfg.name)} is not a safe folder name; use 1 to {MAX_NAME} letters, digits, '.', '_' "
          "and '-', starting with a letter or digit (no '/', no '..'), e.g. name: sst2-pc-lora")
-    p.extend(method_problems(m))  # every method's settings check their own keys (orchestrator/config/settings/)
+    # each method the config can run checks its own keys (orchestrator/config/settings/)
+    p.extend(method_problems(m, _space_methods(cfg)))
     need(t.epochs >= 1, f"train.epochs: must be at least 1, got {t.epochs}")
     need(t.batch_size >= 1, f"train.batch_size: must be at least 1, got {t.batch_size}")
     need(t.lr is None or t.lr > 0, f"train.lr: must be positive (or null: the method's own), got {t.lr}")

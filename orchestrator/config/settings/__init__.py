@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Iterable
 from typing import Any
 
 from orchestrator.base.choices import unknown_choice
@@ -59,12 +60,14 @@ def _compose(settings: dict[str, type[MethodSettings]]) -> type:
 MethodConfig = _compose(SETTINGS)
 
 
-def method_problems(method: Any) -> list[str]:
-    """Every problem of a `method:` section, each once: an unknown name, and each method's settings checked (a
-    sweep may draw any method, so every value is checked, whichever method reads it)."""
+def method_problems(method: Any, methods: Iterable[str] = ()) -> list[str]:
+    """Every problem of a `method:` section, each once: an unknown name, and the settings of each method the
+    config can run checked (`method.name` and `methods`, those a sweep's space may draw): a key means what
+    its method says, so a value is checked by the methods that read it, not by one that ignores it."""
     problems = [] if method.name in SETTINGS else [unknown_choice("method.name", "method", method.name, METHODS)]
-    for cls in SETTINGS.values():
-        problems += [p for p in cls.of(method).problems() if p not in problems]
+    for name in dict.fromkeys((method.name, *methods)):
+        if name in SETTINGS:
+            problems += [p for p in SETTINGS[name].of(method).problems() if p not in problems]
     return problems
 
 

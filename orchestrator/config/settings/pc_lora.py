@@ -49,7 +49,14 @@ class PCLoRASettings(TeacherSettings, AdapterSettings):  # fields: the adapters'
         elif 0.0 <= self.kd_weight <= 1.0 and self.kd_weight + self.logit_kd_weight > 1.0:
             p.append(f"method.logit_kd_weight: must lie in [0, 1 − method.kd_weight], got {self.logit_kd_weight} "
                      f"with kd_weight {self.kd_weight}")
-        elif self.logit_kd_weight > 0 and self.kd_teacher == "pretrained" and not self.teacher:
-            p.append("method.logit_kd_weight: logit KD needs a fine-tuned teacher (the pre-trained model's head "
-                     "is untrained); set method.kd_teacher: finetuned or name one with method.teacher")
+        else:
+            p += self.logit_teacher_problems()
         return p
+
+    def logit_teacher_problems(self) -> list[str]:
+        """Whether logit KD has a teacher to learn from (a method whose logit teacher is always the fine-tuned
+        one says none)."""
+        if self.logit_kd_weight > 0 and self.kd_teacher == "pretrained" and not self.teacher:
+            return ["method.logit_kd_weight: logit KD needs a fine-tuned teacher (the pre-trained model's head "
+                    "is untrained); set method.kd_teacher: finetuned or name one with method.teacher"]
+        return []
