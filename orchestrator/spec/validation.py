@@ -6,6 +6,7 @@ Split from orchestrator/config/schema.py, which holds the dataclasses and loadin
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import re
@@ -81,7 +82,9 @@ def validate_space(cfg: Config) -> list[str]:
                     p.append(f"{where}.per_method.{method}: write exactly one of {', '.join(SPACE_KINDS[:-1])}")
                 else:
                     ((inner_kind, inner_args),) = inner.items()
-                    problems, n = _dimension_problems(cfg, key, f"{where}.per_method.{method}", inner_kind, inner_args)
+                    # checked as that method's trials will be: by its settings alone
+                    own = dataclasses.replace(_with_value(cfg, "method.name", method), space={})
+                    problems, n = _dimension_problems(own, key, f"{where}.per_method.{method}", inner_kind, inner_args)
                     p.extend(problems)
                     size += n
             grid_size *= max(size, 1)
