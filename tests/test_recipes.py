@@ -45,7 +45,7 @@ def test_no_module_outside_the_recipes_compares_a_method_name() -> None:
 
 
 def test_every_recipe_declares_what_the_sweep_and_reports_need() -> None:
-    assert recipes.METHODS == ("fft", "lora", "pc_lora", "kd_lora")
+    assert recipes.METHODS == ("fft", "lora", "pc_lora", "kd_lora", "distil_compress")
     assert recipes.BASELINES == ("fft", "lora")
     for recipe in recipes.RECIPES.values():
         low, high = recipe.lr_range

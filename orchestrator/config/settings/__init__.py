@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from orchestrator.base.choices import unknown_choice
+from orchestrator.config.settings.distil_compress import DistilCompressSettings
 from orchestrator.config.settings.kd_lora import KDLoRASettings
 from orchestrator.config.settings.pc_lora import PCLoRASettings
 from orchestrator.config.settings.shared import AdapterSettings, MethodSettings, TeacherSettings
@@ -29,6 +30,7 @@ SETTINGS: dict[str, type[MethodSettings]] = {
     "lora": AdapterSettings,
     "pc_lora": PCLoRASettings,
     "kd_lora": KDLoRASettings,
+    "distil_compress": DistilCompressSettings,
 }
 METHODS: tuple[str, ...] = tuple(SETTINGS)
 DEFAULT_METHOD = "pc_lora"
