@@ -52,9 +52,9 @@ def test_every_recipe_declares_what_the_sweep_and_reports_need() -> None:
         assert 0 < low < high and low <= recipe.defaults["train.lr"] <= high
         assert all(k.startswith("method.") for k in recipe.keys)
     owners = recipes.method_specific_keys()
-    assert owners["method.decay_schedule"] == ("pc_lora",)
-    assert owners["method.student_init"] == ("kd_lora",)
-    assert set(owners["method.rank"]) == {"lora", "pc_lora", "kd_lora"}
+    assert owners["method.decay_schedule"] == ("pc_lora", "distil_compress")
+    assert owners["method.student_init"] == ("kd_lora", "distil_compress")
+    assert set(owners["method.rank"]) == {"lora", "pc_lora", "kd_lora", "distil_compress"}
 
 
 def test_learning_rate_null_means_the_methods_own_and_an_explicit_one_wins() -> None:

@@ -94,9 +94,9 @@ def describe_space(cfg: Config) -> list[str]:
     if not cfg.space:
         return ["(no searched dimensions: every trial runs the fixed configuration)"]
     lines = []
-    owners = method_specific_keys()
+    owners, drawn = method_specific_keys(), methods_of(cfg)
     for dim in dimensions(cfg):
-        only = owners.get(dim.key)
+        only = [m for m in owners.get(dim.key, ()) if m in drawn]  # among the methods this sweep draws
         cond = f"   (only for {', '.join(only)})" if only and METHOD_KEY in cfg.space else ""
         lines.append(f"{dim.key}: {dim.kind} {dim.args}{cond}")
     if cfg.search.sampler == "grid":
