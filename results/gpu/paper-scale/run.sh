@@ -3,7 +3,8 @@
 # PC-LoRA r32 with both starts, on all-mpnet-base-v2) and search_spaces/paper-ceiling-gpu.yaml (the student's
 # own FFT) on IMDb and four GLUE tasks, all on one local Ray cluster. Started detached (setsid) by a device call
 # from a copy of the repository in STAGE/repo; writes /tmp/paper/status.txt.
-#   usage: [PASS=1] bash results/gpu/paper-scale/run.sh STAGE   (STAGE holds all-mpnet-base-v2, minilm-l6-h384, data/)
+#   usage: [PASS=1|2|3] bash results/gpu/paper-scale/run.sh STAGE   (STAGE holds all-mpnet-base-v2, minilm-l6-h384,
+#   minilm-l3-h384, data/; PASS defaults to 3)
 # Continues where the last run stopped: a sweep whose committed trials.csv (results/gpu/paper-scale/NAME/) has
 # every trial complete is skipped; one whose folder this machine already holds is resumed (--resume).
 set -u
@@ -37,7 +38,7 @@ teacher=(--set "model=$stage/all-mpnet-base-v2" --set "method.student=$stage/min
 ceiling=(--set "model=$stage/minilm-l6-h384")
 glue=(--set train.max_length=128 --set train.epochs=5 --set method.teacher_epochs=3)
 pc_only=(--set 'space.method.name={"grid": ["pc_lora"]}')
-if [ "${PASS:-2}" = 1 ]; then
+if [ "${PASS:-3}" = 1 ]; then
   # Pass 1 (2026-12-04, commit 04996d9): everything at once. 40 trials on 16 CPUs shared the GPU, so IMDb's
   # FFT trials took 10.5 min each instead of about one, and IMDb's and SST-2's PC-LoRA trials never finished.
   sweep paper-imdb imdb search_spaces/paper-scale-gpu.yaml "${teacher[@]}" &
@@ -54,12 +55,31 @@ if [ "${PASS:-2}" = 1 ]; then
   sweep paper-sst2 glue/sst2 search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${sst2[@]}" &
   sweep paper-sst2-ceiling glue/sst2 search_spaces/paper-ceiling-gpu.yaml "${ceiling[@]}" --set train.max_length=128 \
     --set train.epochs=1 --set 'space.train.lr={"grid": [1.0e-4]}' &
-else
+elif [ "${PASS:-3}" = 2 ]; then
   # Pass 2: what pass 1 left, most important first and alone on the GPU: PC-LoRA on IMDb (the paper's task; its
   # six trials), then PC-LoRA on the small GLUE tasks with 10 epochs (at 5 epochs every PC-LoRA run of pass 1
   # collapsed to a constant prediction as λ reached 0), then SST-2's PC-LoRA.
   sweep paper-imdb-pc imdb search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${pc_only[@]}"
   for t in mrpc stsb cola; do
+    sweep paper-$t-pc10 glue/$t search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${glue[@]}" "${pc_only[@]}" \
+      --set train.epochs=10 &
+  done
+  sweep paper-sst2-pc glue/sst2 search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${pc_only[@]}" \
+    --set train.max_length=128 --set train.epochs=1 --set method.teacher_epochs=1 &
+else
+  # Pass 3: the fifth method, distil_compress (search_spaces/distil-compress-gpu.yaml), at paper scale (mpnet-base
+  # teacher -> MiniLM-L6 student, compressed) and at MiniLM scale (MiniLM-L6 -> MiniLM-L3) on MRPC, STS-B and IMDb;
+  # then what pass 2 left (STS-B's and CoLA's 10-epoch PC-LoRA, SST-2's PC-LoRA). Sweeps already complete are skipped.
+  dc=search_spaces/distil-compress-gpu.yaml
+  sweep paper-imdb-dc imdb "$dc" "${teacher[@]}" --set train.max_length=256 --set train.epochs=2 \
+    --set method.teacher_epochs=2 --set method.teacher_lr=3.0e-5 --set 'space.train.lr={"grid": [5.0e-4, 1.0e-3]}' \
+    --set 'space.method.adapter_init={"grid": ["svd"]}'
+  for t in mrpc stsb; do
+    sweep paper-$t-dc glue/$t "$dc" "${teacher[@]}" --set method.teacher_epochs=3 --set method.teacher_lr=3.0e-5 &
+    sweep minilm-$t-dc glue/$t "$dc" --set "model=$stage/minilm-l6-h384" --set "method.student=$stage/minilm-l3-h384" &
+  done
+  wait $(jobs -p | tail -n +2)
+  for t in stsb cola; do
     sweep paper-$t-pc10 glue/$t search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${glue[@]}" "${pc_only[@]}" \
       --set train.epochs=10 &
   done

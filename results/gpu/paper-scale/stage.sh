@@ -13,6 +13,7 @@ mkdir -p "$tmp/data/glue"
 cp .gpu/site.tar.xz "$tmp/"
 cp -r "$mpnet" "$tmp/all-mpnet-base-v2"
 cp -r "$shared/models/minilm-l6-h384" "$tmp/"
+cp -r "$shared/models/minilm-l3-h384" "$tmp/"
 cp -r "$shared/data/imdb" "$tmp/data/"
 for t in MRPC STS-B CoLA SST-2; do cp -r "$shared/data/glue/$t" "$tmp/data/glue/"; done
 # The code that runs is the committed HEAD, not the working tree: the run outlives the calls that re-send it.
