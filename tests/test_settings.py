@@ -14,8 +14,13 @@ from orchestrator import recipes
 from orchestrator.base.choices import unknown_choice
 from orchestrator.config import settings
 from orchestrator.config.schema import ConfigError, MethodConfig, config_from_dict
-from orchestrator.config.settings import (AdapterSettings, KDLoRASettings, MethodSettings, PCLoRASettings,
-                                          TeacherSettings)
+from orchestrator.config.settings import (
+    AdapterSettings,
+    KDLoRASettings,
+    MethodSettings,
+    PCLoRASettings,
+    TeacherSettings,
+)
 from orchestrator.spec.load import load_config
 from tests.conftest import REPO
 
