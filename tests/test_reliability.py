@@ -364,6 +364,24 @@ def test_sweep_yaml_records_paths_as_the_user_wrote_them(tmp_path: Path) -> None
     assert written.model == "./link" and written.results_dir == "res"
 
 
+def test_two_keys_that_lead_to_one_folder_each_keep_their_written_form(tmp_path: Path) -> None:
+    """A model given as a symlink and a student given plainly, both leading to one folder: each key is recorded
+    as its own user wrote it (the student's form used to overwrite the model's)."""
+    from orchestrator.spec.paths import as_written
+
+    (tmp_path / "real-model").mkdir()
+    (tmp_path / "real-model" / "config.json").write_text("{}")
+    (tmp_path / "link").symlink_to(tmp_path / "real-model")
+    os.chdir(tmp_path)
+    try:
+        cfg = load_config(None, ["method.student=./real-model", "model=./link"], base=BASE)
+    finally:
+        os.chdir(REPO)
+    assert cfg.model == cfg.method.student == str(tmp_path / "real-model")
+    written = as_written(cfg)
+    assert (written.model, written.method.student) == ("./link", "./real-model")
+
+
 # ------------------------------------------------------------------ 31.4: no Optuna trial RUNNING for ever
 
 
