@@ -231,3 +231,14 @@ def test_grid_prunes_inapplicable_keys_and_repeats_seeds() -> None:
     assert len(points) == (6 + 2) * 2
     assert all("method.decay_schedule" not in p for p in points if p["method.name"] == "kd_lora")
     assert {p["train.seed"] for p in points} == {0, 1}
+
+
+def test_a_student_path_is_checked_only_where_a_method_reads_it(tmp_path: Path) -> None:
+    """PC-LoRA ignores method.student: a missing student folder is no problem for it, and is for KD-LoRA."""
+    missing, base = str(tmp_path / "no-such-student"), {"name": "t", "task": "glue/stsb", "model": "bert-base-uncased"}
+    cfg = load_config(None, ["method.name=pc_lora", f"method.student={missing}"], base=base)
+    assert cfg.method.student == missing
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["method.name=pc_lora", f"method.student={missing}",
+                           'space.method.name={"choice": ["pc_lora", "kd_lora"]}'], base=base)
+    assert any(p.startswith("method.student: model folder") for p in info.value.problems)

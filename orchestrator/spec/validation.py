@@ -35,6 +35,7 @@ from orchestrator.config.schema import (
     scalar_keys,
 )
 from orchestrator.config.settings import METHODS, method_problems
+from orchestrator.recipes import applies
 
 
 def _check_value(cfg: Config, dotted: str, value: Any) -> list[str]:
@@ -151,7 +152,10 @@ def resource_problems(cfg: Config) -> list[str]:
             if metric and metric not in known_metrics:
                 p.append(unknown_choice("search.objectives", f"{cfg.task} metric", metric, sorted(known_metrics)))
     refs = [("model", cfg.model)]
-    refs += [(k, v) for k, v in (("method.teacher", cfg.method.teacher), ("method.student", cfg.method.student)) if v]
+    # a teacher or student is checked when a method the config can run reads it (PC-LoRA ignores the student)
+    running = [cfg.method.name, *_space_methods(cfg)]
+    refs += [(k, v) for k, v in (("method.teacher", cfg.method.teacher), ("method.student", cfg.method.student))
+             if v and any(applies(k, m) for m in running)]
     for spec_key in ("method.teacher", "method.student", "model"):
         spec = cfg.space.get(spec_key)
         if isinstance(spec, dict) and isinstance(spec.get("choice", spec.get("grid")), list):
