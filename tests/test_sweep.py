@@ -74,8 +74,10 @@ def check_mlflow(sweep_dir: Path, trials: pd.DataFrame) -> None:
     assert len(parents) == 1
     parent = parents[0]
     below = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    children = [r for r in below if r.data.tags.get("sweep_role") != "teacher"]
-    teachers = [r for r in below if r.data.tags.get("sweep_role") == "teacher"]
+    # the cached FFT runs a recipe declares (the teacher, a student's ceiling) are runs of their own role
+    aux_roles = ("teacher", "student_ceiling")
+    children = [r for r in below if r.data.tags.get("sweep_role") not in aux_roles]
+    teachers = [r for r in below if r.data.tags.get("sweep_role") in aux_roles]
     assert len(runs) == 1 + len(children) + len(teachers)  # no run outside the sweep's tree
     assert sorted(r.data.tags["trial_id"] for r in children) == sorted(trials["trial_id"])
     assert all(r.info.status == "FINISHED" and r.data.tags["full_budget"] == "true" for r in children)
@@ -98,7 +100,8 @@ def check_mlflow(sweep_dir: Path, trials: pd.DataFrame) -> None:
         history = client.get_metric_history(child.info.run_id, "params")
         assert len(history) == 1  # a size is logged once, at the end
     for teacher in teachers:
-        assert teacher.info.run_name.startswith("teacher-fft-") and teacher.info.status == "FINISHED"
+        role = teacher.data.tags["sweep_role"]
+        assert teacher.info.run_name.startswith(f"{role}-fft-") and teacher.info.status == "FINISHED"
     assert set(parent.data.tags["methods"].split(",")) == set(trials["method.name"])
     if trials["searched"].str.contains("method.name").any():  # searched: in the space, not a fixed setting
         assert "method.name" not in parent.data.params and "space.method.name" in parent.data.params
@@ -133,8 +136,11 @@ def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) ->
     # the KD-LoRA trial's teacher is the reference the front is judged against (issue 32)
     assert "reference: FFT teacher (minilm-l3-h384) accuracy " in closing
     assert "| FFT teacher (minilm-l3-h384) |" in (tmp_path / "quickstart-smoke" / "pareto.md").read_text()
+    # and the student's own FFT (the quickstart's student, here the same checkpoint as the model: the teacher's
+    # cached run serves as its ceiling, trained once)
+    assert "reference: student's FFT ceiling (minilm-l3-h384) accuracy " in closing
     recorded = json.loads((tmp_path / "quickstart-smoke" / "references.json").read_text())
-    assert [r["name"] for r in recorded] == ["FFT teacher (minilm-l3-h384)"]
+    assert [r["name"] for r in recorded] == ["FFT teacher (minilm-l3-h384)", "student's FFT ceiling (minilm-l3-h384)"]
     assert "runs?viewStateShareKey=orchestrator-trials&compareRunsMode=CHART" in closing
 
 
