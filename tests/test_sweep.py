@@ -46,7 +46,8 @@ def sweep_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator.sweep", *args]
 
 
-def check_outputs(sweep_dir: Path, methods: set[str]) -> pd.DataFrame:
+def check_outputs(sweep_dir: Path, methods: set[str], auxiliary: list[str] | None = None) -> pd.DataFrame:
+    """`auxiliary`, when given: the roles of the auxiliary runs (teacher, student_ceiling) the sweep made, sorted."""
     trials = pd.read_csv(sweep_dir / "trials.csv")
     assert set(trials["method.name"]) == methods
     assert trials["trial_id"].is_unique and (trials["status"] == "complete").all()
@@ -59,11 +60,11 @@ def check_outputs(sweep_dir: Path, methods: set[str]) -> pd.DataFrame:
     assert sorted(front["trial_id"]) == sorted(done[mask]["trial_id"])
     assert (sweep_dir / "pareto.png").stat().st_size > 10_000
     assert "| trial_id |" in (sweep_dir / "pareto.md").read_text()
-    check_mlflow(sweep_dir, trials)
+    check_mlflow(sweep_dir, trials, auxiliary)
     return trials
 
 
-def check_mlflow(sweep_dir: Path, trials: pd.DataFrame) -> None:
+def check_mlflow(sweep_dir: Path, trials: pd.DataFrame, auxiliary: list[str] | None = None) -> None:
     """One parent run per sweep, one finished child run per trial (each trial once), front metrics on the parent."""
     from mlflow.tracking import MlflowClient
 
@@ -79,6 +80,8 @@ def check_mlflow(sweep_dir: Path, trials: pd.DataFrame) -> None:
     children = [r for r in below if r.data.tags.get("sweep_role") not in aux_roles]
     teachers = [r for r in below if r.data.tags.get("sweep_role") in aux_roles]
     assert len(runs) == 1 + len(children) + len(teachers)  # no run outside the sweep's tree
+    if auxiliary is not None:
+        assert sorted(r.data.tags["sweep_role"] for r in teachers) == auxiliary
     assert sorted(r.data.tags["trial_id"] for r in children) == sorted(trials["trial_id"])
     assert all(r.info.status == "FINISHED" and r.data.tags["full_budget"] == "true" for r in children)
     assert {r.data.tags["sweep_role"] for r in children} == {"trial"}  # the view filters on it (teachers hidden)
@@ -117,7 +120,8 @@ def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) ->
     proc = subprocess.run(sweep_cmd("--config", str(QUICKSTART), "--smoke", *abs_sets(tmp_path)),
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    trials = check_outputs(tmp_path / "quickstart-smoke", {"pc_lora", "kd_lora"})
+    # one auxiliary run: the ceiling is the teacher's cached run (the same checkpoint, the same FFT), not a second
+    trials = check_outputs(tmp_path / "quickstart-smoke", {"pc_lora", "kd_lora"}, auxiliary=["teacher"])
     pc = trials[trials["method.name"] == "pc_lora"].iloc[0]
     assert pc["params"] < pc["base_params"] and pc["flops"] < pc["base_flops"]
     # The console is the tool's own lines: one per epoch and per finished trial, tagged with the trial id;
@@ -139,6 +143,7 @@ def test_smoke_sweep_both_methods(tmp_path: Path, shared_models, shared_data) ->
     # and the student's own FFT (the quickstart's student, here the same checkpoint as the model: the teacher's
     # cached run serves as its ceiling, trained once)
     assert "reference: student's FFT ceiling (minilm-l3-h384) accuracy " in closing
+    assert "| student's FFT ceiling (minilm-l3-h384) |" in (tmp_path / "quickstart-smoke" / "pareto.md").read_text()
     recorded = json.loads((tmp_path / "quickstart-smoke" / "references.json").read_text())
     assert [r["name"] for r in recorded] == ["FFT teacher (minilm-l3-h384)", "student's FFT ceiling (minilm-l3-h384)"]
     assert "runs?viewStateShareKey=orchestrator-trials&compareRunsMode=CHART" in closing
@@ -259,7 +264,9 @@ def test_ray_job_submit_to_a_started_cluster(tmp_path: Path, shared_models, shar
         for _ in range(12):  # a head whose job agent is still starting refuses jobs: "No available agent"
             job = subprocess.run(["ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir", ".",
                                   "--", "python", "-m", "orchestrator.sweep", "--config",
-                                  "search_spaces/quickstart.yaml", "--smoke", *abs_sets(tmp_path)],
+                                  "search_spaces/quickstart.yaml", "--smoke", *abs_sets(tmp_path),
+                                  # the quickstart's KD-LoRA student is a local model folder too (README: absolute)
+                                  "--set", f"method.student={MODELS / 'minilm-l3-h384'}"],
                                  cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
             if job.returncode == 0 or "No available agent" not in job.stdout + job.stderr:
                 break
@@ -268,5 +275,5 @@ def test_ray_job_submit_to_a_started_cluster(tmp_path: Path, shared_models, shar
         assert "succeeded" in job.stdout.lower()
     finally:  # only this cluster: its processes all name its temp dir
         subprocess.run(["pkill", "-9", "-f", str(ray_tmp)], capture_output=True)
-    check_outputs(tmp_path / "quickstart-smoke", {"pc_lora", "kd_lora"})
+    check_outputs(tmp_path / "quickstart-smoke", {"pc_lora", "kd_lora"}, auxiliary=["teacher"])
     assert np.isfinite(pd.read_csv(tmp_path / "quickstart-smoke" / "trials.csv")["metric"]).all()
