@@ -117,8 +117,10 @@ def make_results(root: Path) -> Path:
                "flops": BASE_FLOPS})
     (results / "running" / "trials" / "r2").mkdir(parents=True)
     (results / "running" / "trials" / "r2" / "metrics.json").write_text(json.dumps({"full_budget": False}))
-    # Never counted: a KD-LoRA teacher, MLflow's artifact copy, a hidden folder, our own output folder.
-    for skipped in ("teachers/glue-cola-bert-abc", "mlartifacts/1/abc/artifacts", ".cache/x"):
+    # Never counted: a KD-LoRA teacher, a student's FFT ceiling, MLflow's artifact copy, a hidden folder, our own
+    # output folder.
+    for skipped in ("teachers/glue-cola-bert-abc", "ceilings/glue-cola-bert-def", "mlartifacts/1/abc/artifacts",
+                    ".cache/x"):
         write_run(results / skipped, "glue/cola", "fft",
                   {"metric_name": "mcc", "metric": 0.99, "mcc": 0.99, "params": BASE_PARAMS, "flops": BASE_FLOPS})
     write_sweep(results, ".old", [trial("h1", "glue/cola", "fft", {"mcc": 0.99})])
@@ -336,6 +338,7 @@ def test_mlflow_runs_are_added_once(results: Path) -> None:
     run("glue-qnli", "q3", qnli, {"metric": 0.98, "accuracy": 0.98, **cost}, status="FAILED")
     run("teacher-glue-qnli-abc", "t", {**qnli, "method.name": "fft"}, {"metric": 0.97, **cost})  # older layout
     run("glue-qnli", "t2", {**qnli, "method.name": "fft"}, {"metric": 0.96, **cost}, sweep_role="teacher")
+    run("glue-qnli", "s2", {**qnli, "method.name": "fft"}, {"metric": 0.95, **cost}, sweep_role="student_ceiling")
     frame = leaderboard.gather(results, tracking_uri=uri)
     added = frame[frame["source"] == "mlflow"]
     assert list(added["trial_id"]) == ["q1"] and added.iloc[0]["method.rank"] == 32

@@ -18,12 +18,14 @@ import yaml
 from orchestrator.base.numbers import is_missing
 from orchestrator.base.sweep_folder import TRIALS, SweepFolder
 from orchestrator.config.records import TrialFiles, read_metrics
+from orchestrator.recipes.auxiliary import FOLDERS as AUXILIARY_FOLDERS
 from orchestrator.tasks import TASKS
 
 LEADERBOARD_DIR = "leaderboards"
-# Folders under results/ that hold no trials of their own: ours, KD-LoRA teachers (fine-tuned
-# helpers, not baselines), MLflow's copies of metrics.json, Ray's experiment and checkpoint folders.
-SKIP_TOP = {LEADERBOARD_DIR, "teachers", "mlartifacts", "mlruns"}
+# Folders under results/ that hold no trials of their own: ours, the auxiliary models' caches (KD-LoRA teachers,
+# students' FFT ceilings: fine-tuned helpers, not trials), MLflow's copies of metrics.json, Ray's experiment and
+# checkpoint folders.
+SKIP_TOP = {LEADERBOARD_DIR, *AUXILIARY_FOLDERS.values(), "mlartifacts", "mlruns"}
 SKIP_ANY = {"tune", "ray", "model", "__pycache__"}
 NOT_RECORDED = "not recorded"
 # Provenance columns every gathered row carries, then the columns the tables need.
@@ -193,8 +195,9 @@ def _param(value: str) -> Any:
 
 
 def mlflow_rows(client: Any) -> list[dict[str, Any]]:
-    """Finished full-budget runs of every experiment an MLflow client sees (KD-LoRA teachers left out: tagged
-    sweep_role=teacher, or in the `teacher-*` experiments of databases written before they joined their sweep)."""
+    """Finished full-budget runs of every experiment an MLflow client sees (auxiliary models left out: tagged
+    sweep_role=teacher or student_ceiling, or in the `teacher-*` experiments of databases written before teachers
+    joined their sweep)."""
     rows = []
     for exp in sorted(client.search_experiments(), key=lambda e: e.name):
         if exp.name.startswith("teacher-"):
@@ -204,7 +207,7 @@ def mlflow_rows(client: Any) -> list[dict[str, Any]]:
             page = client.search_runs([exp.experiment_id], filter_string="tags.full_budget = 'true'",
                                       max_results=1000, page_token=token)
             for run in page:
-                if run.info.status != "FINISHED" or run.data.tags.get("sweep_role") == "teacher":
+                if run.info.status != "FINISHED" or run.data.tags.get("sweep_role") in AUXILIARY_FOLDERS:
                     continue
                 params, tags = run.data.params, run.data.tags
                 row: dict[str, Any] = {k: _param(v) for k, v in params.items()}
