@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.cli import MAX_LINE, bounded, run_main
-from orchestrator.config.schema import ConfigError
+from orchestrator.config.schema import Config, ConfigError
 from orchestrator.spec.load import load_config
 from tests.conftest import REPO
 
@@ -348,17 +348,23 @@ def test_the_report_and_leaderboard_work_when_model_and_data_folders_are_gone(tm
     assert leaderboard.main(["--results", str(tmp_path / "results")]) == 0, capsys.readouterr().err
 
 
+def load_in(folder: Path, overrides: list[str]) -> Config:
+    """A config loaded as from a shell in `folder` (which holds `real-model/` and `link` -> it): relative paths
+    resolve there."""
+    (folder / "real-model").mkdir()
+    (folder / "real-model" / "config.json").write_text("{}")
+    (folder / "link").symlink_to(folder / "real-model")
+    os.chdir(folder)
+    try:
+        return load_config(None, overrides, base=BASE)
+    finally:
+        os.chdir(REPO)
+
+
 def test_sweep_yaml_records_paths_as_the_user_wrote_them(tmp_path: Path) -> None:
     from orchestrator.spec.paths import as_written
 
-    (tmp_path / "real-model").mkdir()
-    (tmp_path / "real-model" / "config.json").write_text("{}")
-    (tmp_path / "link").symlink_to(tmp_path / "real-model")
-    os.chdir(tmp_path)
-    try:
-        cfg = load_config(None, ["model=./link", "results_dir=res"], base=BASE)
-    finally:
-        os.chdir(REPO)
+    cfg = load_in(tmp_path, ["model=./link", "results_dir=res"])
     assert cfg.model == str(tmp_path / "real-model") and cfg.results_dir == str(tmp_path / "res")  # what Ray gets
     written = as_written(cfg)
     assert written.model == "./link" and written.results_dir == "res"
@@ -369,14 +375,7 @@ def test_two_keys_that_lead_to_one_folder_each_keep_their_written_form(tmp_path:
     as its own user wrote it (the student's form used to overwrite the model's)."""
     from orchestrator.spec.paths import as_written
 
-    (tmp_path / "real-model").mkdir()
-    (tmp_path / "real-model" / "config.json").write_text("{}")
-    (tmp_path / "link").symlink_to(tmp_path / "real-model")
-    os.chdir(tmp_path)
-    try:
-        cfg = load_config(None, ["method.student=./real-model", "model=./link"], base=BASE)
-    finally:
-        os.chdir(REPO)
+    cfg = load_in(tmp_path, ["method.student=./real-model", "model=./link"])
     assert cfg.model == cfg.method.student == str(tmp_path / "real-model")
     written = as_written(cfg)
     assert (written.model, written.method.student) == ("./link", "./real-model")
