@@ -406,6 +406,25 @@ def test_a_cell_at_chance_is_marked(tmp_path: Path) -> None:
     assert "† at or below the best constant prediction" in text
 
 
+def test_a_cell_that_collapsed_on_the_way_is_marked(tmp_path: Path) -> None:
+    """A run above the constant prediction that lost most of its best epoch's gain over it gets ‡ (read from its
+    epochs file), one that kept it does not; the legend says what ‡ means, and the HTML page carries it too."""
+    results = tmp_path / "results"
+    write_sweep(results, "s", [trial("f1", "glue/cola", "fft", {"mcc": 0.50}),
+                               trial("p1", "glue/cola", "pc_lora", {"mcc": 0.13})])
+    curves = {"f1": [0.40, 0.50], "p1": [0.29, 0.05, 0.13]}  # p1: best 0.29, ends with 0.13 < 0.29 / 2
+    for trial_id, metrics in curves.items():
+        lines = [json.dumps({"epoch": i + 1, "time": MAY_1, "metric": m}) for i, m in enumerate(metrics)]
+        (results / "s" / "trials" / trial_id / "epochs.jsonl").write_text("\n".join(lines) + "\n")
+    leaderboard.build(results)
+    text = (results / "leaderboards" / "glue.md").read_text()
+    pc_row = next(line for line in text.splitlines() if line.startswith("| bert-base-uncased | pc_lora"))
+    fft_row = next(line for line in text.splitlines() if line.startswith("| bert-base-uncased | fft"))
+    assert "13.0 ‡" in pc_row and "‡" not in fft_row and "†" not in pc_row
+    assert "‡ collapsed" in text
+    assert "13.0 ‡" in (results / "leaderboards" / "index.html").read_text()
+
+
 def test_the_html_page_loads_sorts_and_links_each_cell_in_chromium(results: Path, tmp_path: Path) -> None:
     """index.html: static, offline, no console error, sorted by the URL's #sort=, cells linked to trial files."""
     import re

@@ -606,7 +606,7 @@ def test_a_model_folder_without_tokenizer_files_is_refused(tmp_path, shared_mode
     assert len(load_processor(str(shared_models / "minilm-l6-h384"), get_task("glue/sst2"))) > 30000
 
 
-@pytest.mark.parametrize("name", ["glue/cola", "glue/sst2", "glue/mrpc", "glue/stsb", "glue/qnli", "cifar10"])
+@pytest.mark.parametrize("name", ["glue/cola", "glue/sst2", "glue/mrpc", "glue/stsb", "glue/qnli", "imdb", "cifar10"])
 def test_chance_scores_are_the_best_constant_prediction_on_the_local_split(name: str, shared_data: Path) -> None:
     """The reports mark cells at or below these; they must be what a constant predictor really scores."""
     import numpy as np
@@ -622,6 +622,19 @@ def test_chance_scores_are_the_best_constant_prediction_on_the_local_split(name:
                    for c in range(task.num_labels))
     assert T.CHANCE_SCORES[name] == pytest.approx(best, abs=1e-4)
     assert T.at_chance(name, best) and not T.at_chance(name, best + 0.01)
+
+
+def test_a_run_collapsed_when_it_kept_under_half_of_its_best_gain_over_a_constant_prediction() -> None:
+    # CoLA (constant: MCC 0): paper scale's PC-LoRA reached 0.29 at its best epoch and ended at 0.129.
+    assert T.collapsed("glue/cola", 0.129, 0.29)
+    assert not T.collapsed("glue/cola", 0.15, 0.29)  # kept 0.15 of a 0.29 gain: more than half
+    # MRPC (constant 0.748): 0.797 kept 0.049 of a 0.106 gain (best 0.854): under half.
+    assert T.collapsed("glue/mrpc", 0.797, 0.854) and not T.collapsed("glue/mrpc", 0.81, 0.854)
+    # A best epoch within 0.02 of the constant prediction is noise, not something learned and lost.
+    assert not T.collapsed("glue/mrpc", 0.749, 0.765)
+    # No constant-prediction score for the task, no curve, or no final metric: never marked.
+    assert not T.collapsed("glue/rte", 0.5, 0.7)
+    assert not T.collapsed("glue/cola", 0.1, None) and not T.collapsed("glue/cola", None, 0.3)
 
 
 @pytest.mark.data

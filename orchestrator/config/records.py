@@ -198,3 +198,20 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text())
+
+
+def read_epochs(run_dir: Path) -> list[dict[str, Any]]:
+    """A run folder's epochs.jsonl, one dict per line in order ([] when absent); a line cut short by a node
+    lost mid-write is skipped, not fatal."""
+    path = Path(run_dir) / TrialFiles.EPOCHS
+    if not path.is_file():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            lines.append(record)
+    return lines

@@ -17,7 +17,8 @@ import yaml
 
 from orchestrator.base.numbers import is_missing
 from orchestrator.base.sweep_folder import TRIALS, SweepFolder
-from orchestrator.config.records import TrialFiles, read_metrics
+from orchestrator.config.budgets import number
+from orchestrator.config.records import TrialFiles, read_epochs, read_metrics
 from orchestrator.recipes.auxiliary import FOLDERS as AUXILIARY_FOLDERS
 from orchestrator.tasks import TASKS
 
@@ -40,17 +41,26 @@ def _date(unix: float) -> str:
 def trial_date(run_dir: Path, metrics: dict[str, Any] | None = None) -> str:
     """The day a trial ran, from its own record: the last line of its epochs file, else the worker's start
     stamp in metrics.json; never a file's modification time, which a fresh clone resets."""
-    epochs = run_dir / TrialFiles.EPOCHS
-    if epochs.is_file():
-        for line in reversed(epochs.read_text().splitlines()):
-            try:
-                return _date(float(json.loads(line)["time"]))
-            except (ValueError, KeyError, TypeError):
-                continue
+    for record in reversed(read_epochs(run_dir)):
+        if isinstance(record.get("time"), (int, float)):
+            return _date(float(record["time"]))
     if metrics is None:
         metrics = read_metrics(run_dir) or {}
     stamp = metrics.get("worker_start_unix") if isinstance(metrics, dict) else None
     return _date(float(stamp)) if isinstance(stamp, (int, float)) else NOT_RECORDED
+
+
+def best_epoch_metric(run_dir: Path) -> float | None:
+    """The best primary metric a trial reached after any epoch (None without an epochs file): what a run that
+    ends far below it had learned, then lost (orchestrator.tasks.collapsed)."""
+    values = [number(r.get("metric")) for r in read_epochs(run_dir)]
+    finite = [v for v in values if v is not None]
+    return max(finite) if finite else None
+
+
+def _trial_record(run_dir: Path, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a row reads from the trial's own folder: its date and its best epoch on the way."""
+    return {"date": trial_date(run_dir, metrics), "best_epoch_metric": best_epoch_metric(run_dir)}
 
 
 def _here(path: Path) -> Path:
@@ -106,7 +116,7 @@ def sweep_rows(csv_path: Path, results_dir: Path, problems: list[str]) -> list[d
     for record in trials[done].to_dict("records"):
         row = {k: (None if is_missing(v) else v) for k, v in record.items()}
         row.update(provenance, trial_id=str(row["trial_id"]), device=_device(row.get("device")),
-                   date=trial_date(SweepFolder(csv_path.parent).trial(row["trial_id"])))
+                   **_trial_record(SweepFolder(csv_path.parent).trial(row["trial_id"])))
         if _missing(row):
             problems.append(f"{csv_path}: full-budget trial {row['trial_id']} has no {', '.join(_missing(row))}")
             continue
@@ -148,7 +158,7 @@ def run_row(path: Path, results_dir: Path, problems: list[str]) -> dict[str, Any
         run_dir = path.parent
         sweep, trial_id = rel.as_posix(), run_dir.name
         command = f"python -m orchestrator.train --config {_here(config_path)} --out {_here(run_dir)}"
-    row.update(sweep=sweep, trial_id=trial_id, date=trial_date(path.parent, metrics), device=_device(metrics.get("device")),
+    row.update(sweep=sweep, trial_id=trial_id, **_trial_record(path.parent, metrics), device=_device(metrics.get("device")),
                command=command, source="metrics.json", status="complete", full_budget=True)
     if _missing(row):
         problems.append(f"{path}: a finished run without {', '.join(_missing(row))}")

@@ -20,11 +20,11 @@ from orchestrator.config.budgets import budget_text  # noqa: F401 - titles; re-e
 from orchestrator.config.budgets import number as _num
 from orchestrator.config.constraints import KEPT_PCT
 from orchestrator.config.schema import Config, objective_pairs
-from orchestrator.tasks import TASKS, at_chance, glue_score
+from orchestrator.reports.marks import mark_notes, quality_mark
+from orchestrator.tasks import TASKS, glue_score
 
 METHOD_ORDER = recipes.METHODS  # baselines first, as the papers lay tables out
 BUDGETS = (50, 25, 10, 5)  # compression.md: best metric at or under this % of the base model
-CHANCE_MARK = " †"  # a cell no better than a constant prediction
 # (header, task, column): the GLUE columns as the papers report them. MNLI-mm is filled when a
 # trial reports `accuracy_mm` (the mismatched validation split); the loop evaluates matched only.
 GLUE_COLUMNS = (
@@ -269,7 +269,7 @@ def _method_table(frame: pd.DataFrame, columns: tuple[tuple[str, str, str], ...]
             if task not in by_task:
                 cells.append("–")
                 continue
-            mark = CHANCE_MARK if at_chance(task, _num(by_task[task]["metric"])) else ""
+            mark = quality_mark(task, by_task[task])
             # the leaderboard's share of its references (reference_note), once per task: on its first column
             note = by_task[task].get("reference_note") if task not in noted else None
             noted.add(task)
@@ -287,10 +287,7 @@ def _method_table(frame: pd.DataFrame, columns: tuple[tuple[str, str, str], ...]
         cells += [_kept(group, "params"), _kept(group, "flops"),
                   labels.pop() if len(labels) == 1 else "per task, see Sources"]
         rows.append(cells)
-    marked = any(CHANCE_MARK in cell for row in rows for cell in row)
-    note = ["", f"{CHANCE_MARK.strip()} at or below the best constant prediction on that split (the majority "
-            "class, or chance): the trial learned nothing."] if marked else []
-    return _md_table(header, rows) + note + _sources(best)
+    return _md_table(header, rows) + mark_notes(rows) + _sources(best)
 
 
 def glue_markdown(frame: pd.DataFrame) -> str:
@@ -380,13 +377,13 @@ def compression_markdown(frame: pd.DataFrame) -> str:
                         table.append([f"≤ {budget} %", "–", "–", "–", "–", "–", "–"])
                         continue
                     used.append(best)
-                    mark = CHANCE_MARK if at_chance(task, _num(best["metric"])) else ""
+                    mark = quality_mark(task, best)
                     table.append([f"≤ {budget} %", f"{100 * best['metric']:.1f}{mark}", str(best["method.name"]),
                                   config_label(best), _pct(best[cost] / best[f"base_{cost}"]),
                                   f"{best['sweep']}/{best['trial_id']}", str(best["date"])])
                 lines += [f"By {label}:", ""]
                 lines += _md_table(["budget", metric_name, "method", "configuration", f"{label} kept %",
-                                    "sweep/trial", "date"], table)
+                                    "sweep/trial", "date"], table) + mark_notes(table)
                 lines.append("")
     if used:
         picked = pd.DataFrame(used)

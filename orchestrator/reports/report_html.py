@@ -16,6 +16,7 @@ import pandas as pd
 from orchestrator.base.numbers import is_missing
 from orchestrator.base.sweep_folder import SweepFolder
 from orchestrator.config.records import TrialFiles
+from orchestrator.reports.marks import quality_mark
 from orchestrator.reports.report import (
     BUDGETS,
     GLUE_COLUMNS,
@@ -24,7 +25,6 @@ from orchestrator.reports.report import (
     task_slug,
     under_budget,
 )
-from orchestrator.tasks import at_chance
 
 SCRIPT = """
 function sortTable(table, col, dir) {
@@ -65,14 +65,15 @@ def _link(row: pd.Series, results_dir: Path, out_dir: Path) -> str:
     return os.path.relpath(trial_dir, out_dir)
 
 
-def _cell(value: float | None, *, chance: bool, link: str, title: str) -> str:
+def _cell(value: float | None, *, mark: str, link: str, title: str) -> str:
+    """A metric cell; `mark` is report.quality_mark's († no better than a constant prediction, ‡ collapsed)."""
     if is_missing(value):
         return '<td data-sort="-1e9">–</td>'
-    text = f"{100 * value:.1f}" + (" †" if chance else "")
+    text = f"{100 * value:.1f}" + mark
     if link:
         text = (f'<a href="{html.escape(link)}/{TrialFiles.METRICS}" title="{html.escape(title)}">{text}</a> '
                 f'<a href="{html.escape(link)}/{TrialFiles.CONFIG}">cfg</a>')
-    cls = ' class="chance"' if chance else ""
+    cls = ' class="chance"' if mark else ""
     return f'<td data-sort="{100 * value:.4f}"{cls}>{text}</td>'
 
 
@@ -95,7 +96,7 @@ def glue_table(frame: pd.DataFrame, results_dir: Path, out_dir: Path) -> str:
         for _, task, column in columns:
             r = by_task.get(task)
             value = None if r is None else (r.get(column) if pd.notna(r.get(column)) else r.get("metric"))
-            cells.append(_cell(None if r is None else float(value), chance=r is not None and at_chance(task, r["metric"]),
+            cells.append(_cell(None if r is None else float(value), mark="" if r is None else quality_mark(task, r),
                                link="" if r is None else _link(r, results_dir, out_dir),
                                title="" if r is None else f"{r['sweep']}/{r['trial_id']}: {config_label(r)}"))
         rows.append(cells)
@@ -112,7 +113,7 @@ def compression_table(frame: pd.DataFrame, task: str, cost: str, results_dir: Pa
                          '<td class="text">–</td>', '<td class="text">–</td>'])
             continue
         rows.append([f'<td class="text" data-sort="{budget}">≤ {budget} %</td>',
-                     _cell(float(best["metric"]), chance=at_chance(task, best["metric"]),
+                     _cell(float(best["metric"]), mark=quality_mark(task, best),
                            link=_link(best, results_dir, out_dir), title=f"{best['sweep']}/{best['trial_id']}"),
                      f'<td class="text">{html.escape(str(best["method.name"]))}</td>',
                      f'<td class="text">{html.escape(config_label(best))}</td>'])
@@ -127,7 +128,8 @@ def page(frame: pd.DataFrame, results_dir: Path, out_dir: Path) -> str:
              "<h1>LoRA compression leaderboards</h1>",
              f"<p>{len(frame)} finished full-budget trials ({html.escape(budget_text(frame))}). Each cell is the "
              "best trial of its (model, method, task); click it for its metrics.json (cfg: its config.yaml). "
-             "† at or below the best constant prediction. Click a header to sort.</p>"]
+             "† at or below the best constant prediction; ‡ collapsed: above it, but ended with less than half of the "
+             "gain over it that the run had after its best epoch. Click a header to sort.</p>"]
     if len(frame):
         parts += ["<h2>GLUE (validation ×100)</h2>", glue_table(frame, results_dir, out_dir)]
     for task in sorted(set(frame["task"])) if len(frame) else []:

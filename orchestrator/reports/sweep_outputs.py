@@ -4,7 +4,6 @@ record where Tune's is stale), the front (pareto.csv, .md, .png), its references
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pandas as pd
 
 from orchestrator.base.fs import atomic_path, atomic_write_text
 from orchestrator.base.sweep_folder import SweepFolder
-from orchestrator.config.records import DIVERGED, METRIC_COLUMNS, TrialFiles, read_metrics
+from orchestrator.config.records import DIVERGED, METRIC_COLUMNS, read_epochs, read_metrics
 from orchestrator.config.schema import Config, flat_scalars, with_values
 from orchestrator.reports.plots import plot_front
 from orchestrator.reports.references import references_of, write_record
@@ -31,15 +30,9 @@ def finished_metrics(trial_dir: Path) -> dict[str, Any] | None:
 
 def trial_nodes(trial_dir: Path) -> list[str]:
     """The nodes a trial's rank 0 trained on, in order (more than one when it resumed after losing a node)."""
-    path = trial_dir / TrialFiles.EPOCHS
-    if not path.is_file():
-        return []
     nodes: list[str] = []
-    for line in path.read_text().splitlines():
-        try:
-            node = json.loads(line).get("node")
-        except ValueError:  # a line cut short by a node lost mid-write
-            continue
+    for record in read_epochs(trial_dir):
+        node = record.get("node")
         if node and (not nodes or nodes[-1] != node):
             nodes.append(node)
     return nodes

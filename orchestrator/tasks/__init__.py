@@ -44,6 +44,7 @@ from orchestrator.tasks.registry import (
     DataError,
     TaskSpec,
     at_chance,
+    collapsed,
     get_task,
 )
 
@@ -74,7 +75,7 @@ _LAZY: dict[str, str] = {
 }
 _MODULES = frozenset(("registry", "tables", "tsv", "loading", "metrics", "models", "data", "cache", "cli"))
 
-__all__ = ["CACHE_VERSION", "CHANCE_SCORES", "at_chance", "METRIC_NAMES", "TASKS", "DataError", "ImageCollator", "ImageDataset", "TaskSpec",
+__all__ = ["CACHE_VERSION", "CHANCE_SCORES", "at_chance", "collapsed", "METRIC_NAMES", "TASKS", "DataError", "ImageCollator", "ImageDataset", "TaskSpec",
            "TextCollator", "TextDataset", "build_dataset", "clear_memo", "compute_metrics", "describe",
            "get_task", "glue_score", "load_model", "load_processor", "load_split", "main", "stratified_subset"]
 
