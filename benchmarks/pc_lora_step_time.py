@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from methods import pc_lora
+from methods import pc_lora, pc_lora_loss
 from methods.feature_cache import FeatureCache
 from orchestrator.recipes.pc_lora import FeatureTeacher, teacher_outputs
 
@@ -43,7 +43,7 @@ def step(
     t_hidden = teacher_outputs(teacher, model, batch, idx)[0] if kd_weight > 0 else ()
     out = model(**batch, output_hidden_states=kd_weight > 0)
     s_hidden = out.hidden_states[1:] if kd_weight > 0 else ()
-    loss = pc_lora.loss(out.loss, s_hidden, t_hidden, kd_weight)
+    loss = pc_lora_loss.loss(out.loss, s_hidden, t_hidden, kd_weight)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from methods import pc_lora as pc
+from methods import pc_lora_loss
 from methods.kd_lora import TeacherLogits
 from orchestrator import recipes
 from orchestrator.config.records import TrialFiles
@@ -96,15 +97,15 @@ def test_the_loss_is_feature_kd_from_the_students_own_weights_and_logit_kd_from_
     inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
     with torch.no_grad():
         out = model(**inputs, labels=batch["labels"], output_hidden_states=True)
-        own = pc.teacher_forward(model, **inputs)  # the student itself at λ = 1, adapters off
+        own = pc_lora_loss.teacher_forward(model, **inputs)  # the student itself at λ = 1, adapters off
     cached = TeacherLogits.load(teacher_dir / TrialFiles.TEACHER_LOGITS).logits[rows]
-    expected = pc.loss(out.loss, out.hidden_states[1:], own.hidden_states[1:], 0.25,
+    expected = pc_lora_loss.loss(out.loss, out.hidden_states[1:], own.hidden_states[1:], 0.25,
                        attention_mask=inputs["attention_mask"], student_logits=out.logits, teacher_logits=cached,
                        logit_kd_weight=0.5, temperature=cfg.method.temperature)
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
     # the teacher's logits matter: a confident other teacher gives another loss
     other = torch.tensor([[4.0, -4.0]]).expand_as(cached)
-    wrong = pc.loss(out.loss, out.hidden_states[1:], own.hidden_states[1:], 0.25,
+    wrong = pc_lora_loss.loss(out.loss, out.hidden_states[1:], own.hidden_states[1:], 0.25,
                     attention_mask=inputs["attention_mask"], student_logits=out.logits, teacher_logits=other,
                     logit_kd_weight=0.5, temperature=cfg.method.temperature)
     assert wrong.item() != pytest.approx(got.item(), rel=1e-3)

@@ -8,7 +8,7 @@ import transformers
 from safetensors import safe_open
 from torch import nn
 
-from methods import pc_lora
+from methods import pc_lora, pc_lora_loss
 from methods.accounting import count_params
 from methods.pc_lora import PCLoRALinear
 
@@ -97,9 +97,9 @@ def train_steps(model: nn.Module, batch: dict, lam: float, steps: int = 3, kd_we
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(steps):
-        teacher = pc_lora.teacher_forward(model, **batch)
+        teacher = pc_lora_loss.teacher_forward(model, **batch)
         out = model(**batch, output_hidden_states=True)
-        total = pc_lora.loss(out.loss, out.hidden_states[1:], teacher.hidden_states[1:], kd_weight)
+        total = pc_lora_loss.loss(out.loss, out.hidden_states[1:], teacher.hidden_states[1:], kd_weight)
         opt.zero_grad()
         total.backward()
         opt.step()
@@ -400,7 +400,7 @@ def test_teacher_forward_is_the_original_and_restores_state() -> None:
     batch = text_batch()
     with torch.no_grad():
         want = original(**batch, output_hidden_states=True).hidden_states
-    got = pc_lora.teacher_forward(model, **batch).hidden_states
+    got = pc_lora_loss.teacher_forward(model, **batch).hidden_states
     assert len(got) == LAYERS + 1
     for g, w in zip(got, want, strict=True):
         assert torch.equal(g, w)
@@ -420,28 +420,28 @@ def test_teacher_forward_is_refused_after_compress() -> None:
     pc_lora.attach(model, RANK)
     pc_lora.compress(model)
     with pytest.raises(RuntimeError, match="needs the original weights"):
-        pc_lora.teacher_forward(model, **text_batch())
+        pc_lora_loss.teacher_forward(model, **text_batch())
 
 
 def test_feature_kd_loss_and_loss_hand_values() -> None:
     student = [torch.ones(2, 3, 4), torch.full((2, 3, 4), 2.0)]
     teacher = [torch.zeros(2, 3, 4), torch.zeros(2, 3, 4)]
     # block MSEs 1 and 4 -> mean 2.5
-    assert pc_lora.feature_kd_loss(student, teacher).item() == pytest.approx(2.5)
+    assert pc_lora_loss.feature_kd_loss(student, teacher).item() == pytest.approx(2.5)
     task = torch.tensor(2.0)
-    assert pc_lora.loss(task, student, teacher, 0.25).item() == pytest.approx(0.75 * 2.0 + 0.25 * 2.5)
-    assert pc_lora.loss(task, [], [], 0.0) is task  # no KD computed at kd_weight 0
-    assert pc_lora.loss(task, student, teacher, 1.0).item() == pytest.approx(2.5)
+    assert pc_lora_loss.loss(task, student, teacher, 0.25).item() == pytest.approx(0.75 * 2.0 + 0.25 * 2.5)
+    assert pc_lora_loss.loss(task, [], [], 0.0) is task  # no KD computed at kd_weight 0
+    assert pc_lora_loss.loss(task, student, teacher, 1.0).item() == pytest.approx(2.5)
     with pytest.raises(ValueError, match="one teacher block output per student block"):
-        pc_lora.feature_kd_loss(student, teacher[:1])
+        pc_lora_loss.feature_kd_loss(student, teacher[:1])
     with pytest.raises(ValueError, match="method.kd_weight"):
-        pc_lora.loss(task, student, teacher, 1.5)
+        pc_lora_loss.loss(task, student, teacher, 1.5)
 
 
 def test_feature_kd_loss_sends_no_gradient_to_the_teacher() -> None:
     s = torch.ones(3, requires_grad=True)
     t = torch.zeros(3, requires_grad=True)
-    pc_lora.feature_kd_loss([s], [t]).backward()
+    pc_lora_loss.feature_kd_loss([s], [t]).backward()
     assert s.grad is not None and t.grad is None
 
 
@@ -454,17 +454,17 @@ def test_feature_kd_loss_ignores_padded_positions() -> None:
     student[0, 1] = torch.tensor([2.0, 0.0])  # 4 + 0
     student[1, 0] = torch.tensor([0.0, 3.0])  # 0 + 9
     # (2 + 4 + 9) / (3 real tokens * 2 hidden) = 2.5
-    clean = pc_lora.feature_kd_loss([student], [teacher], mask)
+    clean = pc_lora_loss.feature_kd_loss([student], [teacher], mask)
     assert clean.item() == pytest.approx(2.5)
     garbage = student.clone()
     garbage[0, 2] = 1e6
     garbage[1, 1:] = float("nan")
-    assert torch.equal(pc_lora.feature_kd_loss([garbage], [teacher], mask), clean)
+    assert torch.equal(pc_lora_loss.feature_kd_loss([garbage], [teacher], mask), clean)
     # without the mask the padding counts: (15 + 2 * 1e12 + nan) / 12 is nan, not 2.5
-    assert not torch.isfinite(pc_lora.feature_kd_loss([garbage], [teacher]))
+    assert not torch.isfinite(pc_lora_loss.feature_kd_loss([garbage], [teacher]))
     # and loss() passes the mask through
     task = torch.tensor(2.0)
-    got = pc_lora.loss(task, [garbage], [teacher], 0.5, mask)
+    got = pc_lora_loss.loss(task, [garbage], [teacher], 0.5, mask)
     assert got.item() == pytest.approx(0.5 * 2.0 + 0.5 * 2.5)
 
 
@@ -473,21 +473,21 @@ def test_feature_kd_loss_with_all_ones_mask_is_the_plain_mse() -> None:
     student = [torch.randn(2, 5, 4, generator=g) for _ in range(2)]
     teacher = [torch.randn(2, 5, 4, generator=g) for _ in range(2)]
     ones = torch.ones(2, 5, dtype=torch.long)
-    plain = pc_lora.feature_kd_loss(student, teacher)
-    torch.testing.assert_close(pc_lora.feature_kd_loss(student, teacher, ones), plain)
+    plain = pc_lora_loss.feature_kd_loss(student, teacher)
+    torch.testing.assert_close(pc_lora_loss.feature_kd_loss(student, teacher, ones), plain)
     want = sum(((s - t) ** 2).mean() for s, t in zip(student, teacher, strict=True)) / 2
     torch.testing.assert_close(plain, want)
 
 
 def test_feature_kd_loss_mask_gradient_and_refusals() -> None:
     s = torch.ones(1, 2, 3, requires_grad=True)
-    pc_lora.feature_kd_loss([s], [torch.zeros(1, 2, 3)], torch.tensor([[1, 0]])).backward()
+    pc_lora_loss.feature_kd_loss([s], [torch.zeros(1, 2, 3)], torch.tensor([[1, 0]])).backward()
     # d/ds mean((s - 0)^2) over the 3 real values = 2 s / 3; padding gets no gradient
     torch.testing.assert_close(s.grad, torch.tensor([[[2 / 3] * 3, [0.0] * 3]]))
     with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 3\)"):
-        pc_lora.feature_kd_loss([s], [s], torch.ones(1, 3))
+        pc_lora_loss.feature_kd_loss([s], [s], torch.ones(1, 3))
     with pytest.raises(ValueError, match="every position as padding"):
-        pc_lora.feature_kd_loss([s], [s], torch.zeros(1, 2))
+        pc_lora_loss.feature_kd_loss([s], [s], torch.zeros(1, 2))
 
 
 def test_masked_feature_kd_on_a_padded_bert_batch_ignores_the_padding() -> None:
@@ -505,12 +505,12 @@ def test_masked_feature_kd_on_a_padded_bert_batch_ignores_the_padding() -> None:
     losses = []
     for inputs in (batch, other):
         with torch.no_grad():
-            teacher = pc_lora.teacher_forward(model, **inputs).hidden_states[1:]
+            teacher = pc_lora_loss.teacher_forward(model, **inputs).hidden_states[1:]
             student = model(**inputs, output_hidden_states=True).hidden_states[1:]
         losses.append(
             (
-                pc_lora.feature_kd_loss(student, teacher, inputs["attention_mask"]),
-                pc_lora.feature_kd_loss(student, teacher),
+                pc_lora_loss.feature_kd_loss(student, teacher, inputs["attention_mask"]),
+                pc_lora_loss.feature_kd_loss(student, teacher),
             )
         )
     (masked_a, plain_a), (masked_b, plain_b) = losses
@@ -527,19 +527,19 @@ def test_logit_kd_hand_values() -> None:
     z_t = torch.tensor([[2 * math.log(3.0), 0.0]])
     kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)  # KL(p_t || [1/2, 1/2])
     logit_kd = 4 * kl  # T^2 = 4
-    got = pc_lora.loss(
+    got = pc_lora_loss.loss(
         task, hidden_s, hidden_t, 0.25, student_logits=z_s, teacher_logits=z_t, logit_kd_weight=0.5
     )
     assert got.item() == pytest.approx(0.25 * 2.0 + 0.25 * 1.0 + 0.5 * logit_kd)
     # T = 1: z_t = [2 ln 3, 0] -> p_t = [9/10, 1/10]; no feature KD, so the hidden states may be empty
     kl1 = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
-    got = pc_lora.loss(
+    got = pc_lora_loss.loss(
         task, [], [], 0.0, student_logits=z_s, teacher_logits=z_t, logit_kd_weight=1.0, temperature=1.0
     )
     assert got.item() == pytest.approx(kl1)
     # logit_kd_weight 0 (the default) ignores the logits: the paper's loss
-    assert pc_lora.loss(task, hidden_s, hidden_t, 0.25).item() == pytest.approx(0.75 * 2.0 + 0.25)
-    assert pc_lora.loss(task, [], [], 0.0, student_logits=z_s, teacher_logits=z_t) is task
+    assert pc_lora_loss.loss(task, hidden_s, hidden_t, 0.25).item() == pytest.approx(0.75 * 2.0 + 0.25)
+    assert pc_lora_loss.loss(task, [], [], 0.0, student_logits=z_s, teacher_logits=z_t) is task
 
 
 def test_logit_kd_regression_is_mse_without_temperature() -> None:
@@ -548,7 +548,7 @@ def test_logit_kd_regression_is_mse_without_temperature() -> None:
     z_t = torch.tensor([[0.0], [1.0]])
     mse = (1.0 + 4.0) / 2
     for temperature in (1.0, 2.0, 5.0):  # no T^2 on the MSE: T changes nothing
-        got = pc_lora.loss(
+        got = pc_lora_loss.loss(
             task,
             [],
             [],
@@ -565,7 +565,7 @@ def test_logit_kd_regression_is_mse_without_temperature() -> None:
 def test_logit_kd_sends_no_gradient_to_the_teacher() -> None:
     z_s = torch.tensor([[1.0, -1.0]], requires_grad=True)  # not [0.5, -0.5]: same softmax as z_t
     z_t = torch.tensor([[1.0, 0.0]], requires_grad=True)
-    pc_lora.loss(
+    pc_lora_loss.loss(
         torch.tensor(0.0), [], [], 0.0, student_logits=z_s, teacher_logits=z_t, logit_kd_weight=1.0
     ).backward()
     assert z_s.grad is not None and z_s.grad.abs().sum() > 0 and z_t.grad is None
@@ -575,15 +575,15 @@ def test_loss_refuses_kd_weights_summing_above_one_and_missing_logits() -> None:
     task, h = torch.tensor(1.0), [torch.zeros(1, 2, 2)]
     z = torch.zeros(1, 2)
     with pytest.raises(ValueError, match=r"method.kd_weight \+ method.logit_kd_weight = 0.6 \+ 0.5"):
-        pc_lora.loss(task, h, h, 0.6, student_logits=z, teacher_logits=z, logit_kd_weight=0.5)
+        pc_lora_loss.loss(task, h, h, 0.6, student_logits=z, teacher_logits=z, logit_kd_weight=0.5)
     with pytest.raises(ValueError, match="method.logit_kd_weight=-0.1"):
-        pc_lora.loss(task, h, h, 0.5, logit_kd_weight=-0.1)
+        pc_lora_loss.loss(task, h, h, 0.5, logit_kd_weight=-0.1)
     with pytest.raises(ValueError, match="needs student_logits and teacher_logits"):
-        pc_lora.loss(task, h, h, 0.5, student_logits=z, logit_kd_weight=0.5)
+        pc_lora_loss.loss(task, h, h, 0.5, student_logits=z, logit_kd_weight=0.5)
     with pytest.raises(ValueError, match="method.temperature"):
-        pc_lora.loss(task, h, h, 0.5, student_logits=z, teacher_logits=z, logit_kd_weight=0.5, temperature=0)
+        pc_lora_loss.loss(task, h, h, 0.5, student_logits=z, teacher_logits=z, logit_kd_weight=0.5, temperature=0)
     # the weights may add up to exactly 1: no task loss left
-    got = pc_lora.loss(task, h, h, 0.7, student_logits=z, teacher_logits=z, logit_kd_weight=0.3)
+    got = pc_lora_loss.loss(task, h, h, 0.7, student_logits=z, teacher_logits=z, logit_kd_weight=0.3)
     assert got.item() == 0.0
 
 

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from methods import pc_lora
+from methods import pc_lora, pc_lora_loss
 from tests.test_pc_lora import RANK, text_batch, tiny_bert
 
 
@@ -46,7 +46,7 @@ def test_svd_start_keeps_the_teacher_the_original_while_the_adapters_train() -> 
             layer.lora_B.add_(0.05)  # the adapters have moved away from their start
     pc_lora.set_lambda(model, 0.5)
     batch = text_batch()
-    teacher = pc_lora.teacher_forward(model, **batch)
+    teacher = pc_lora_loss.teacher_forward(model, **batch)
     with torch.no_grad():
         torch.testing.assert_close(teacher.logits, original(**batch).logits, atol=1e-5, rtol=1e-5)
         moved = model(**batch, output_hidden_states=True).hidden_states[-1]

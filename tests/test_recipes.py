@@ -251,7 +251,7 @@ def test_metrics_json_is_strict_json_and_a_diverged_run_has_no_metric(tmp_path: 
 
 
 def test_pc_lora_with_the_fine_tuned_teacher_adds_logit_kd_on_padded_batches(tmp_path: Path) -> None:
-    from methods import pc_lora
+    from methods import pc_lora_loss
     from orchestrator.recipes.base import StepInputs
 
     pretrained = tiny_bert_dir(tmp_path / "pretrained", seed=0)
@@ -271,7 +271,7 @@ def test_pc_lora_with_the_fine_tuned_teacher_adds_logit_kd_on_padded_batches(tmp
     loss = recipe.loss(StepInputs(cfg, model, model, dict(batch), teacher, regression=True))
     out = model(**{k: v for k, v in batch.items() if k != "idx"}, output_hidden_states=True)
     t = teacher.model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
-    feature = pc_lora.feature_kd_loss(out.hidden_states[1:], t.hidden_states[1:], mask)
+    feature = pc_lora_loss.feature_kd_loss(out.hidden_states[1:], t.hidden_states[1:], mask)
     logit = torch.nn.functional.mse_loss(out.logits.squeeze(-1), t.logits.squeeze(-1))
     assert loss.item() == pytest.approx((0.25 * out.loss + 0.25 * feature + 0.5 * logit).item(), rel=1e-5)
     # Without a separate teacher the model's own λ = 1 pass teaches features only: its head is being trained.
@@ -279,8 +279,8 @@ def test_pc_lora_with_the_fine_tuned_teacher_adds_logit_kd_on_padded_batches(tmp
     own_teacher = recipe.prepare(own, task, torch.device("cpu"), None, train_size=4)
     assert own_teacher.model is None
     loss_own = recipe.loss(StepInputs(own, model, model, dict(batch), own_teacher, regression=True))
-    t_own = pc_lora.teacher_forward(model, input_ids=batch["input_ids"], attention_mask=mask)
-    feature_own = pc_lora.feature_kd_loss(out.hidden_states[1:], t_own.hidden_states[1:], mask)
+    t_own = pc_lora_loss.teacher_forward(model, input_ids=batch["input_ids"], attention_mask=mask)
+    feature_own = pc_lora_loss.feature_kd_loss(out.hidden_states[1:], t_own.hidden_states[1:], mask)
     assert loss_own.item() == pytest.approx((0.75 * out.loss + 0.25 * feature_own).item(), rel=1e-5)
     # Both teachers are frozen: a later epoch reads their outputs from the cache, the same loss though the
     # examples now come in the other order and padded to 12 tokens.

@@ -7,7 +7,7 @@ cut to `method.student_layers`), attaches PC-LoRA's adapters to every linear of 
 out under λ (methods/pc_lora.py), so what ships is a half-depth model at a fraction of its own encoder: the
 small end of the front that neither method reaches alone.
 
-The loss composes the two methods' terms with the functions they already use (methods/pc_lora.py `loss`):
+The loss composes the two methods' terms with the functions they already use (methods/pc_lora_loss.py `loss`):
   (1 − kd − logit_kd)·task + kd·feature KD + logit_kd·logit KD,
 feature KD against the student's own pre-trained weights (its λ = 1 pass, adapters off: PC-LoRA's paper
 term, so the adapters learn to stand in for the weights they replace) and logit KD against the task's
@@ -95,7 +95,7 @@ class DistilCompress(Recipe):
     def loss(self, s: StepInputs) -> torch.Tensor:
         import torch
 
-        from methods import pc_lora as pc
+        from methods import pc_lora_loss
 
         m = s.cfg.method
         idx = s.batch.pop("idx")
@@ -109,10 +109,10 @@ class DistilCompress(Recipe):
                 t_logits = s.aux.logits.model(**inputs).logits
         else:
             t_logits = s.aux.logits.logits.lookup(idx)
-        return pc.loss(out.loss, out.hidden_states[1:], t_hidden, m.kd_weight,
-                       attention_mask=inputs.get("attention_mask"), student_logits=out.logits,
-                       teacher_logits=t_logits, logit_kd_weight=m.logit_kd_weight, temperature=m.temperature,
-                       regression=s.regression)
+        return pc_lora_loss.loss(out.loss, out.hidden_states[1:], t_hidden, m.kd_weight,
+                                 attention_mask=inputs.get("attention_mask"), student_logits=out.logits,
+                                 teacher_logits=t_logits, logit_kd_weight=m.logit_kd_weight,
+                                 temperature=m.temperature, regression=s.regression)
 
     def deployable(self, cfg: Config, raw_model: nn.Module) -> nn.Module:
         return pc_lora.RECIPE.deployable(cfg, raw_model)

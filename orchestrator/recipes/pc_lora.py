@@ -51,7 +51,7 @@ def teacher_outputs(teacher: FeatureTeacher, raw_model: nn.Module, inputs: dict[
     The first epoch (and every example the cache has no room for) runs the frozen teacher."""
     import torch
 
-    from methods import pc_lora
+    from methods import pc_lora_loss
 
     mask = inputs.get("attention_mask")
     hit = teacher.cache.get(idx, mask)
@@ -61,7 +61,7 @@ def teacher_outputs(teacher: FeatureTeacher, raw_model: nn.Module, inputs: dict[
         with torch.no_grad():
             out = teacher.model(**inputs, output_hidden_states=True)
     else:
-        out = pc_lora.teacher_forward(raw_model, **inputs)
+        out = pc_lora_loss.teacher_forward(raw_model, **inputs)
     hidden = out.hidden_states[1:]
     teacher.cache.put(idx, mask, hidden, out.logits)
     return hidden, out.logits
@@ -145,7 +145,7 @@ class PCLoRA(Recipe):
         return {"lambda": lam}
 
     def loss(self, s: StepInputs) -> torch.Tensor:
-        from methods import pc_lora
+        from methods import pc_lora_loss
 
         m = s.cfg.method
         idx = s.batch.pop("idx")
@@ -157,10 +157,10 @@ class PCLoRA(Recipe):
         # Logit KD only from a separate fine-tuned teacher: the model's own λ = 1 pass goes through the
         # head being trained, whose logits teach nothing.
         logit_kd_weight = m.logit_kd_weight if s.aux.model is not None else 0.0
-        return pc_lora.loss(out.loss, out.hidden_states[1:], t_hidden, m.kd_weight,
-                            attention_mask=inputs.get("attention_mask"), student_logits=out.logits,
-                            teacher_logits=t_logits, logit_kd_weight=logit_kd_weight,
-                            temperature=m.temperature, regression=s.regression)
+        return pc_lora_loss.loss(out.loss, out.hidden_states[1:], t_hidden, m.kd_weight,
+                                 attention_mask=inputs.get("attention_mask"), student_logits=out.logits,
+                                 teacher_logits=t_logits, logit_kd_weight=logit_kd_weight,
+                                 temperature=m.temperature, regression=s.regression)
 
     def deployable(self, cfg: Config, raw_model: nn.Module) -> nn.Module:
         from methods import pc_lora
