@@ -13,6 +13,15 @@ Why each step pays (benchmarks/inference.py measures them, benchmarks/README.md 
 - At batch 1 the model is launch-bound: a CUDA graph replays every kernel with no Python per layer.
 Off the GPU (tests, CPU serving) the same structure runs in plain torch; ``prepare`` checks the fused
 kernel against it once and falls back to it if the kernel is missing or disagrees.
+
+Options of ``prepare`` for the second round (issue 34), each checked against its torch reference before
+use, with the path above as the fallback:
+- ``fuse_qkv``: the query/key/value projections as two GEMMs and one SDPA call
+  (methods/serving_attention.py);
+- ``compile``: torch.compile (Inductor) over the served model, which fuses the residual adds, bias adds
+  and layer norms into single kernels; CUDA graphs on top (methods/serving_runtime.py);
+- ``drop_full_mask``: an all-ones attention mask is not passed, so that SDPA can take its flash kernel
+  under CUDA graphs and compile.
 """
 
 from __future__ import annotations
@@ -23,7 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from methods import serving_attention
 from methods.pc_lora import PCLoRALinear
+from methods.serving_runtime import CheckedCompile, DropFullMask, GraphedModel, relative_error
+
+__all__ = ["GraphedModel", "LowRankLinear", "LowRankMLP", "fold", "prepare"]
 
 
 class LowRankLinear(nn.Module):
@@ -77,10 +90,26 @@ class LowRankMLP(nn.Module):
 
     def fused(self, z: Tensor) -> Tensor:
         """The Triton kernel over (tokens, r) -> (tokens, r); needs use_kernel() first."""
+        assert self.padded is not None
+        return torch.ops.pc_lora_serving.low_rank_mlp(z, self.padded[0], self.up.c, self.padded[1], self.a2.shape[0])
+
+
+# The kernel as a custom op: torch.compile keeps it as one opaque call (Dynamo does not trace into the
+# launcher) and CUDA graphs capture it like any other kernel. Off the GPU it computes the same thing in
+# torch, so the op's plumbing (padding, shapes, compile) is testable on a CPU.
+@torch.library.custom_op("pc_lora_serving::low_rank_mlp", mutates_args=())
+def _low_rank_mlp_op(z: Tensor, b1: Tensor, c1: Tensor, a2: Tensor, r_out: int) -> Tensor:
+    if z.is_cuda:
         from methods import _triton_mlp  # imports triton: only on a GPU
 
-        assert self.padded is not None
-        return _triton_mlp.low_rank_mlp(z, self.padded[0], self.up.c, self.padded[1], self.a2.shape[0])
+        return _triton_mlp.low_rank_mlp(z, b1, c1, a2, r_out).contiguous()
+    padded = F.pad(z, (0, b1.shape[1] - z.shape[-1]))
+    return low_rank_mlp_reference(padded, b1, c1, a2)[..., :r_out].contiguous()
+
+
+@_low_rank_mlp_op.register_fake
+def _(z: Tensor, b1: Tensor, c1: Tensor, a2: Tensor, r_out: int) -> Tensor:
+    return z.new_empty(*z.shape[:-1], r_out)
 
 
 def pad_ranks(b1: Tensor, a2: Tensor) -> tuple[Tensor, Tensor]:
@@ -155,15 +184,19 @@ def _rank_to_out(down: PCLoRALinear) -> nn.Linear:
     return layer.requires_grad_(False)
 
 
+
 def prepare(model: nn.Module, device: torch.device | str = "cuda", dtype: torch.dtype = torch.bfloat16,
-            cuda_graphs: bool | None = None) -> nn.Module:
+            cuda_graphs: bool | None = None, *, fuse_qkv: bool = False, qkv_up: str = "blockdiag",
+            compile: bool = False, drop_full_mask: bool = False) -> nn.Module:
     """The model ready to serve: eval mode, ``dtype`` weights on ``device``, PC-LoRA folded and fused
     (:func:`fold`), wrapped in :class:`GraphedModel` on a GPU (``cuda_graphs`` None = when on CUDA).
-    What was done is in ``model.serving`` (a dict). Works on any transformers model; a model without
-    PC-LoRA layers only changes dtype, device and graphs."""
+    The options (module docstring) are off by default. What was done is in ``model.serving`` (a dict).
+    Works on any transformers model; a model without PC-LoRA layers only changes dtype, device, graphs,
+    compile and the mask."""
     device = torch.device(device)
-    report: dict[str, Any] = fold(model)
     model = model.eval().to(device=device, dtype=dtype).requires_grad_(False)
+    report: dict[str, Any] = {"fused_attention": _fuse_attention(model, qkv_up, device, dtype) if fuse_qkv else "off"}
+    report.update(fold(model))
     mlps = [m for m in model.modules() if isinstance(m, LowRankMLP)]
     report["fused_kernel"] = _enable_kernel(mlps[0], device, dtype) if mlps else "no feed-forward pair"
     for m in mlps:
@@ -171,11 +204,43 @@ def prepare(model: nn.Module, device: torch.device | str = "cuda", dtype: torch.
             m.use_kernel()
         else:
             m.padded = None
+    report["compile"] = "off"
+    if compile:
+        model = CheckedCompile(model, report, tol=_tolerance(dtype))
     if cuda_graphs if cuda_graphs is not None else device.type == "cuda":
         model = GraphedModel(model)
     report["cuda_graphs"] = isinstance(model, GraphedModel)
+    report["drop_full_mask"] = drop_full_mask
+    if drop_full_mask:
+        model = DropFullMask(model)
     model.serving = report
     return model
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    """Relative error allowed between a fast path and its reference: bf16/fp16 rounding, or float32's."""
+    return 2e-2 if dtype in (torch.bfloat16, torch.float16) else 1e-4
+
+
+def _fuse_attention(model: nn.Module, up: str, device: torch.device, dtype: torch.dtype) -> str:
+    """serving_attention.fuse_attention, checked on one block against the module it replaces (random
+    input, no mask; MPNet with a random position bias); undone if it disagrees."""
+    originals = serving_attention.fuse_attention(model, up)
+    if not originals:
+        return "no compressed self-attention"
+    name, original = next(iter(originals.items()))
+    served = model.get_submodule(name)
+    x = torch.randn(2, 16, served.qkv.a.shape[1], device=device, dtype=dtype)
+    bias = torch.randn(2, served.heads, 16, 16, device=device, dtype=dtype)
+    args = {"position_bias": bias} if served.mpnet else {}
+    with torch.inference_mode():
+        err = relative_error(served(x, None, **args)[0], original(x, None, **args)[0])
+    if err < _tolerance(dtype):
+        return f"{len(originals)} blocks, up-projection {served.qkv.up} (relative error {err:.2g} on a check)"
+    for name, original in originals.items():
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, original)
+    return f"off (check failed: relative error {err:.3g})"
 
 
 def _enable_kernel(mlp: LowRankMLP, device: torch.device, dtype: torch.dtype) -> str:
@@ -189,41 +254,5 @@ def _enable_kernel(mlp: LowRankMLP, device: torch.device, dtype: torch.dtype) ->
         want = low_rank_mlp_reference(z.float(), mlp.up.b.float(), mlp.up.c.float(), mlp.a2.float())
     except Exception as err:  # no Triton, an unsupported GPU: serve unfused rather than not at all
         return f"torch (kernel failed: {type(err).__name__}: {str(err)[:200]})"
-    err = ((got - want).norm() / want.norm().clamp_min(1e-12)).item()
+    err = relative_error(got, want)
     return "triton" if err < 2e-2 else f"torch (kernel relative error {err:.3g})"
-
-
-class GraphedModel(nn.Module):
-    """Replays one CUDA graph per set of input shapes: every kernel of a forward in one launch.
-
-    The output tensors are the graph's own: the next call overwrites them (copy what you keep).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self._graphs: dict[tuple, tuple[Any, dict[str, Tensor], Any]] = {}
-
-    def forward(self, **inputs: Tensor) -> Any:
-        key = tuple(sorted((k, tuple(v.shape), v.dtype) for k, v in inputs.items()))
-        if key not in self._graphs:
-            self._graphs[key] = self._capture(inputs)
-        graph, static_inputs, static_output = self._graphs[key]
-        for k, v in inputs.items():
-            static_inputs[k].copy_(v)
-        graph.replay()
-        return static_output
-
-    @torch.inference_mode()
-    def _capture(self, inputs: dict[str, Tensor]) -> tuple[Any, dict[str, Tensor], Any]:
-        static = {k: v.clone() for k, v in inputs.items()}
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up off the capture: cuBLAS workspaces, Triton's JIT
-            for _ in range(3):
-                self.model(**static)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            output = self.model(**static)
-        return graph, static, output
