@@ -132,3 +132,30 @@ def test_progress_follows_the_trials_reports() -> None:
     assert progress.eta() == (2 * 10 + 2 * 3 * 25) / 2
     line = progress.line()
     assert "trials 1/4 done (1 complete), 1 running; best metric 0.8000" in line and line.endswith("ETA ≤ 1.4 min")
+
+
+def test_the_sweep_console_announces_each_auxiliary_model_once_and_waits_on_it_until_cached(tmp_path) -> None:
+    """The first KD-LoRA trial says it fine-tunes the teacher and the student's ceiling first; a later trial does
+    not say it again; the progress line names them until their metrics.json (and the teacher's logits) exist."""
+    from types import SimpleNamespace
+
+    from orchestrator.config.records import TrialFiles
+    from orchestrator.search.sweep_console import TrialNotes
+    from orchestrator.spec.load import load_config
+
+    cfg = load_config(None, [f"results_dir={tmp_path}", "method.teacher_epochs=2"],
+                      base={"task": "glue/sst2", "model": "bert-base-uncased", "name": "s"})
+    notes = TrialNotes(cfg)
+    kd = SimpleNamespace(config={"point": {"method.name": "kd_lora", "method.student": "prajjwal1/bert-mini"}})
+    note = notes.auxiliary_note(kd)
+    assert note.startswith("; first fine-tunes the KD-LoRA teacher and the student's own FFT ceiling (2 epochs each")
+    assert notes.auxiliary_note(kd) == ""  # said once
+    assert notes.describe(kd)[0] == "kd_lora"
+    assert set(notes.pending()) == {"the KD-LoRA teacher", "the student's own FFT ceiling"}
+    for folder in notes.announced:
+        folder.mkdir(parents=True)
+        (folder / TrialFiles.METRICS).write_text("{}")
+        (folder / TrialFiles.TEACHER_LOGITS).write_text("")
+    assert notes.pending() == ()
+    fft = SimpleNamespace(config={"point": {"method.name": "fft"}})
+    assert notes.auxiliary_note(fft) == ""  # FFT declares no auxiliary model

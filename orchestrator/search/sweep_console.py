@@ -10,6 +10,47 @@ from orchestrator.base.numbers import is_missing
 from orchestrator.engine.console import Progress, _number, epoch_line, trial_line
 
 
+class TrialNotes:
+    """What the console says of a trial beside its metrics: its method and label, and, once, the auxiliary models it
+    will fine-tune first (the KD-LoRA teacher, the student's own FFT ceiling: orchestrator/recipes/auxiliary.py),
+    named by role; their epochs are not the trial's."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.announced: dict[Any, Any] = {}  # folder -> AuxModel, each said once
+
+    def trial_config(self, trial: Any) -> Any:
+        from orchestrator.config.schema import with_values
+        from orchestrator.spec.space import trial_point
+
+        return with_values(self.cfg, trial_point(trial.config))
+
+    def describe(self, trial: Any) -> tuple[str, str]:
+        from orchestrator import recipes
+        from orchestrator.config.schema import flat_scalars
+
+        trial_cfg = self.trial_config(trial)
+        return trial_cfg.method.name, recipes.label(flat_scalars(trial_cfg.to_dict()))
+
+    def auxiliary_note(self, trial: Any) -> str:
+        """'; first fine-tunes ...' for the trial that will train an auxiliary model no trial announced yet."""
+        from orchestrator import recipes
+
+        trial_cfg, results = self.trial_config(trial), self.cfg.results_dir
+        new = [aux for aux in recipes.get_recipe(trial_cfg.method.name).auxiliary_models(trial_cfg)
+               if aux.folder(results) not in self.announced and not aux.is_cached(results)]
+        if not new:
+            return ""
+        self.announced.update({aux.folder(results): aux for aux in new})
+        epochs = trial_cfg.method.teacher_epochs
+        return (f"; first fine-tunes {' and '.join(aux.title for aux in new)} ({epochs} epoch{'s' * (epochs > 1)}"
+                f"{' each' if len(new) > 1 else ''}; cached for later trials)")
+
+    def pending(self) -> tuple[str, ...]:
+        """The announced auxiliary models not cached yet (the progress line says the sweep waits on them)."""
+        return tuple(aux.title for aux in self.announced.values() if not aux.is_cached(self.cfg.results_dir))
+
+
 class ConsoleCallback:
     """A Tune callback printing `epoch_line` per report and `trial_line` + `progress_line` per finished trial."""
 
@@ -18,40 +59,10 @@ class ConsoleCallback:
 
         from ray.tune import Callback
 
-        from orchestrator import recipes
-        from orchestrator.config.schema import flat_scalars, with_values
-
         # Tune pickles this callback (and the config it closes over) into tune/tuner.pkl: no tracking URI,
         # which may hold a password; the console never needs it.
         cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=None))
-
-        def trial_config(trial: Any) -> Any:
-            from orchestrator.spec.space import trial_point
-
-            return with_values(cfg, trial_point(trial.config))
-
-        def describe(trial: Any) -> tuple[str, str]:
-            trial_cfg = trial_config(trial)
-            return trial_cfg.method.name, recipes.label(flat_scalars(trial_cfg.to_dict()))
-
-        def teacher_note(trial: Any) -> str:
-            """Said once, by the trial that will fine-tune an auxiliary model its recipe declares (the KD-LoRA teacher,
-            the student's own FFT ceiling: orchestrator/recipes/auxiliary.py), named by role; its epochs are not the
-            trial's."""
-            trial_cfg = trial_config(trial)
-            new = [aux for aux in recipes.get_recipe(trial_cfg.method.name).auxiliary_models(trial_cfg)
-                   if aux.folder(cfg.results_dir) not in announced and not aux.is_cached(cfg.results_dir)]
-            if not new:
-                return ""
-            announced.update({aux.folder(cfg.results_dir): aux for aux in new})
-            epochs = trial_cfg.method.teacher_epochs
-            return (f"; first fine-tunes {' and '.join(aux.title for aux in new)} ({epochs} epoch{'s' * (epochs > 1)}"
-                    f"{' each' if len(new) > 1 else ''}; cached for later trials)")
-
-        announced: dict[Any, Any] = {}  # folder -> AuxModel, each said once
-
-        def teacher_pending() -> tuple[str, ...]:
-            return tuple(aux.title for aux in announced.values() if not aux.is_cached(cfg.results_dir))
+        notes = TrialNotes(cfg)
 
         class _Callback(Callback):
             def __init__(self) -> None:
@@ -62,24 +73,24 @@ class ConsoleCallback:
 
             def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self.progress.start(trial.trial_id, sum(1 for t in trials if t.status == "RUNNING"))
-                method, label = describe(trial)
-                self._print(f"{trial.trial_id} {method} {label} started{teacher_note(trial)}")
+                method, label = notes.describe(trial)
+                self._print(f"{trial.trial_id} {method} {label} started{notes.auxiliary_note(trial)}")
 
             def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
                 if "epoch" in result:
                     self.progress.epoch(trial.trial_id, result)
-                    self._print(epoch_line(trial.trial_id, describe(trial)[0], result, cfg.train.epochs))
+                    self._print(epoch_line(trial.trial_id, notes.describe(trial)[0], result, cfg.train.epochs))
 
             def _finished(self, trials: list, trial: Any, error: bool) -> None:
                 from orchestrator.reports.sweep_outputs import trial_status
 
                 result = trial.last_result or {}
                 status = trial_status(result, "error" if error else None, bool(result.get("full_budget")))
-                method, label = describe(trial)
+                method, label = notes.describe(trial)
                 self._print(trial_line(trial.trial_id, method, label, result, status))
                 running = [t.trial_id for t in trials if t.status == "RUNNING" and t is not trial]
                 self.progress.finish(trial.trial_id, status, _number(result, "metric"), running)
-                self._print(self.progress.line(pending=teacher_pending()))
+                self._print(self.progress.line(pending=notes.pending()))
 
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self._finished(trials, trial, error=False)
