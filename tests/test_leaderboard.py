@@ -487,6 +487,29 @@ def test_a_kd_lora_cell_states_its_share_of_fft_and_of_its_students_ceiling(tmp_
     assert "| tiny | kd_lora | – | 70.0 (87.5 % FFT; ceiling not measured) |" in text
 
 
+def test_without_a_ceiling_row_a_kd_lora_cell_reads_the_ceiling_its_own_sweep_cached(tmp_path: Path) -> None:
+    """A sweep whose KD-LoRA trials had their student's FFT cached (references.json, judges = the student) gives the
+    cell its share of it; an FFT trial of the student in a listed sweep, on the cell's budget, still comes first."""
+    results = tmp_path / "results"
+    ceiling = {"name": "student's FFT ceiling (t2)", "metric_name": "accuracy", "metric": 0.75, "params": None,
+               "params_no_embeddings": None, "flops": None, "train_seconds": 5.0, "source": "ceilings/x",
+               "judges": "/elsewhere/m/t2"}
+    teacher = {**ceiling, "name": "FFT teacher (tiny)", "metric": 0.80, "judges": None}
+    write_sweep(results, "tiny", [trial("f", "glue/sst2", "fft", {"accuracy": 0.80}, model="/m/tiny"),
+                                  trial("k", "glue/sst2", "kd_lora", {"accuracy": 0.70}, model="/m/tiny",
+                                        **{"method.student": "/m/t2"})])
+    (results / "tiny" / "references.json").write_text(json.dumps([teacher, ceiling]))
+    leaderboard.build(results)
+    text = (results / "leaderboards" / "glue.md").read_text()
+    assert "| tiny | kd_lora | – | 70.0 (87.5 % FFT; 93.3 % cached ceiling) |" in text
+    assert "`cached ceiling`" in text  # the page says what it is
+    (results / "leaderboards").rename(tmp_path / "first")
+    write_sweep(results, "tiny-ceiling", [trial("c", "glue/sst2", "fft", {"accuracy": 0.78}, model="/m/t2")])
+    leaderboard.build(results)
+    text = (results / "leaderboards" / "glue.md").read_text()
+    assert "| tiny | kd_lora | – | 70.0 (87.5 % FFT; 89.7 % ceiling) |" in text
+
+
 def test_the_tables_are_split_by_scale_largest_first(tmp_path: Path) -> None:
     text = _two_scales(tmp_path / "results")
     titles = [line for line in text.splitlines() if line.startswith("## ")]

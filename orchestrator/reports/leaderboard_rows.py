@@ -111,7 +111,8 @@ def sweep_rows(csv_path: Path, results_dir: Path, problems: list[str]) -> list[d
     if "status" in trials.columns:
         done &= trials["status"].astype(str) == "complete"
     sweep = csv_path.parent.relative_to(results_dir).as_posix()
-    provenance = {"sweep": sweep, "command": _sweep_command(results_dir, sweep), "source": "trials.csv"}
+    provenance = {"sweep": sweep, "command": _sweep_command(results_dir, sweep), "source": "trials.csv",
+                  "recorded_ceilings": recorded_ceilings(csv_path.parent)}
     rows = []
     for record in trials[done].to_dict("records"):
         row = {k: (None if is_missing(v) else v) for k, v in record.items()}
@@ -122,6 +123,20 @@ def sweep_rows(csv_path: Path, results_dir: Path, problems: list[str]) -> list[d
             continue
         rows.append(row)
     return rows
+
+
+def recorded_ceilings(sweep_dir: Path) -> str | None:
+    """The student ceilings a sweep judged its trials against (its references.json: the students' own FFT, cached
+    as auxiliary models, on their teacher's budget), as JSON {student folder name: metric}; None without any.
+    A leaderboard falls back on them where no listed sweep has an FFT trial of that student."""
+    path = SweepFolder(sweep_dir).references
+    try:
+        references = json.loads(path.read_text()) if path.is_file() else []
+    except (ValueError, UnicodeDecodeError):
+        return None
+    found = {Path(str(r["judges"])).name: r["metric"] for r in references
+             if isinstance(r, dict) and r.get("judges") and number(r.get("metric")) is not None}
+    return json.dumps(found, sort_keys=True) if found else None
 
 
 def metrics_files(results_dir: Path) -> Iterator[Path]:

@@ -13,6 +13,7 @@ Every KD-LoRA cell then states its share of both (`reference_note`), or that the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from orchestrator import recipes
-from orchestrator.config.budgets import budget_of, one_budget_per_task
+from orchestrator.config.budgets import budget_of, number, one_budget_per_task
 from orchestrator.reports.references import row_reference
 
 CEILING = "student ceiling"  # how a ceiling row's model is named in the tables
@@ -136,9 +137,21 @@ def annotate(rows: pd.DataFrame) -> pd.DataFrame:
         parts = []
         for name, ref in (("FFT", teacher), ("ceiling", ceiling)):
             share = None if ref is None else row_reference(name, ref).share(row["metric"])
+            if share is None and name == "ceiling" and _share_of_recorded(row, student) is not None:
+                share, name = _share_of_recorded(row, student), "cached ceiling"
             parts.append(f"{name} not measured" if share is None else f"{share:.1f} % {name}")
         rows.at[i, "reference_note"] = "; ".join(parts)
     return rows
+
+
+def _share_of_recorded(row: pd.Series, student: str) -> float | None:
+    """The row's metric as a % of the ceiling its own sweep recorded for `student` (leaderboard_rows.recorded_ceilings:
+    the student's FFT cached as an auxiliary model, on its teacher's budget), where no listed sweep has an FFT trial
+    of the student on the row's budget; None when the sweep recorded none."""
+    recorded = row.get("recorded_ceilings")
+    ceiling = json.loads(recorded).get(student) if isinstance(recorded, str) else None
+    metric = number(row.get("metric"))
+    return None if ceiling is None or metric is None or not ceiling > 0 else 100 * metric / ceiling
 
 
 def cut_off_lines(rows: pd.DataFrame) -> list[str]:
@@ -174,7 +187,8 @@ def scaled_page(title: str, tasks: tuple[str, ...], scales: list[Scale],
              "Reference rows: `fft` on the section's model is the FFT teacher (100 %); a `(" + CEILING + ")` row is "
              "the KD-LoRA student fully fine-tuned alone on the same task and budget, its sizes against the "
              "section's model. Each KD-LoRA cell gives its share of both on the task's primary metric (on the "
-             "task's first column), or says the ceiling was not measured.", ""]
+             "task's first column), or says the ceiling was not measured; a `cached ceiling` is the one the KD-LoRA "
+             "trial's own sweep fine-tuned (on its teacher's budget) where no listed sweep has such a row.", ""]
     for scale, rows in mine:
         lines += _section(writer(rows), scale, rows)
     return "\n".join(lines).rstrip("\n") + "\n"
