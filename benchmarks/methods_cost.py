@@ -21,6 +21,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,7 +46,7 @@ from methods import kd_lora
 from orchestrator.tasks import get_task, load_model
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="minilm-l6-h384", help="folder name under ../shared/models")
     parser.add_argument("--rank", type=int, default=8, help="LoRA / PC-LoRA / KD-LoRA rank (quickstart: 8)")
@@ -55,23 +56,13 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--n-batches", type=int, default=8, help="distinct batches, cycled over the rounds")
     common_args(parser, rounds=15, warmup=3)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
-    device = pick_device(args.device)
-    amp = device.type == "cuda"
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    quiet_transformers()
-    info = machine(device)
-    path = model_dir(args.model)
-    task = get_task("glue/sst2")
-    batches, dataset, collate = sst2_batches(path, batch_size=args.batch, max_length=args.max_length,
-                                    n_batches=args.n_batches)
-    seq_lens = [b["input_ids"].shape[1] for b in batches]
 
-    # The KD-LoRA teacher: the model itself (fine-tuned in a real run; the values do not change the time).
-    teacher = load_model(str(path), task).to(device).eval().requires_grad_(False)
-    # Teacher logits once per training example, as the teacher's run computes them (orchestrator/engine/loop.py).
+def teacher_logits(teacher: torch.nn.Module, dataset: Any, collate: Any, device: torch.device,
+                   amp: bool) -> tuple[torch.Tensor, float]:
+    """Teacher logits once per training example, as the teacher's run computes them (orchestrator/engine/loop.py),
+    and the seconds that took."""
     from torch.utils.data import DataLoader
 
     sync(device)
@@ -80,19 +71,12 @@ def main() -> None:
         logits = kd_lora.TeacherLogits.compute(teacher, DataLoader(dataset, batch_size=64, collate_fn=collate),
                                                device).to(device)
     sync(device)
-    logits_seconds = time.perf_counter() - start
+    return logits, time.perf_counter() - start
 
-    kd = args.kd_weight
-    peaks: dict[str, int] = {}
-    with tempfile.TemporaryDirectory() as work:  # the teacher logits, read back by KD-LoRA's own prepare()
-        spec = method_conditions(path, rank=args.rank, student_layers=args.student_layers, kd_weight=kd,
-                                 device=device, teacher=teacher, logits=logits, work_dir=Path(work))
-    trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m, _, _ in spec}
-    conditions = {name: make_step(m, fn, device, amp, batches, before, peaks, name) for name, m, fn, before in spec}
-    times = interleaved(conditions, warmup=args.warmup, rounds=args.rounds, device=device)
-    info["load_average_end"] = load_average()
 
-    stats = {name: summary(t) for name, t in times.items()}
+def report(args: argparse.Namespace, info: dict[str, Any], stats: dict[str, dict[str, float]],
+           trainable: dict[str, int], peaks: dict[str, int], seq_lens: list[int], logits_seconds: float,
+           amp: bool) -> str:
     fft_median = stats["fft"]["median"]
     data_line = (f"real SST-2 text (quickstart subset, {args.n_batches} batches cycled), batch {args.batch}, "
                  f"tokenised to <= {args.max_length} tokens and padded per batch (padded lengths {seq_lens})")
@@ -104,7 +88,7 @@ def main() -> None:
         f"Command: `{command_line()}`.",
         f"KD-LoRA teacher logits for the 1,000 training examples computed once in {logits_seconds:.2f} s "
         f"(= {logits_seconds / fft_median:.1f} FFT steps); the student is the teacher cut to "
-        f"{args.student_layers} layers (kd_lora.cut_layers) + LoRA, kd_weight {kd}, T 2.",
+        f"{args.student_layers} layers (kd_lora.cut_layers) + LoRA, kd_weight {args.kd_weight}, T 2.",
         "",
         "| method | s/step (median) | IQR | ratio to FFT | trainable params |"
         + (" peak GPU MiB |" if peaks else ""),
@@ -113,13 +97,41 @@ def main() -> None:
     for name, s in stats.items():
         row = (f"| {name} | {s['median']:.4f} | {s['q1']:.4f}-{s['q3']:.4f} | {s['median'] / fft_median:.2f} "
                f"| {trainable[name]:,} |")
-        if peaks:
-            row += f" {peaks[name] / 2**20:.0f} |"
-        lines.append(row)
-    markdown = "\n".join(lines) + "\n"
+        lines.append(row + (f" {peaks[name] / 2**20:.0f} |" if peaks else ""))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    amp = device.type == "cuda"
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    quiet_transformers()
+    info = machine(device)
+    path = model_dir(args.model)
+    batches, dataset, collate = sst2_batches(path, batch_size=args.batch, max_length=args.max_length,
+                                             n_batches=args.n_batches)
+    seq_lens = [b["input_ids"].shape[1] for b in batches]
+    # The KD-LoRA teacher: the model itself (fine-tuned in a real run; the values do not change the time).
+    teacher = load_model(str(path), get_task("glue/sst2")).to(device).eval().requires_grad_(False)
+    logits, logits_seconds = teacher_logits(teacher, dataset, collate, device, amp)
+
+    peaks: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as work:  # the teacher logits, read back by KD-LoRA's own prepare()
+        spec = method_conditions(path, rank=args.rank, student_layers=args.student_layers, kd_weight=args.kd_weight,
+                                 device=device, teacher=teacher, logits=logits, work_dir=Path(work))
+    trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m, _, _ in spec}
+    conditions = {name: make_step(m, fn, device, amp, batches, before, peaks, name) for name, m, fn, before in spec}
+    times = interleaved(conditions, warmup=args.warmup, rounds=args.rounds, device=device)
+    info["load_average_end"] = load_average()
+
+    stats = {name: summary(t) for name, t in times.items()}
+    markdown = report(args, info, stats, trainable, peaks, seq_lens, logits_seconds, amp)
     print(markdown)
-    payload = {"benchmark": "methods_cost", "command": command_line(), "args": vars(args), "machine": info, "padded_seq_lens": seq_lens,
-               "teacher_logits_seconds": logits_seconds, "trainable_params": trainable,
+    fft_median = stats["fft"]["median"]
+    payload = {"benchmark": "methods_cost", "command": command_line(), "args": vars(args), "machine": info,
+               "padded_seq_lens": seq_lens, "teacher_logits_seconds": logits_seconds, "trainable_params": trainable,
                "peak_gpu_bytes": peaks or None,
                "steps": {name: {**stats[name], "ratio_to_fft": stats[name]["median"] / fft_median,
                                 "seconds": times[name]} for name in stats}}
