@@ -58,16 +58,21 @@ def load_base(args: argparse.Namespace) -> torch.nn.Module:
     return transformers.AutoModelForSequenceClassification.from_pretrained(str(model_dir(args.model)), num_labels=2)
 
 
+def compressed_pc_lora(base: torch.nn.Module, rank: int) -> torch.nn.Module:
+    """A copy of ``base`` with PC-LoRA at ``rank`` attached and compressed (random adapters)."""
+    pc = copy.deepcopy(base)
+    pc_lora.attach(pc, rank)
+    for _, layer in pc_lora.pc_lora_layers(pc):  # trained adapters are not zero; the time is the same
+        torch.nn.init.normal_(layer.lora_B, std=0.02)
+    return pc_lora.compress(pc).eval()
+
+
 def build_models(args: argparse.Namespace, base: torch.nn.Module) -> dict[str, torch.nn.Module]:
     layers = base.config.num_hidden_layers
     k = args.student_layers or max(1, layers // 2)
     models: dict[str, torch.nn.Module] = {"uncompressed (FFT / merged LoRA)": base}
     for r in args.ranks:
-        pc = copy.deepcopy(base)
-        pc_lora.attach(pc, r)
-        for _, layer in pc_lora.pc_lora_layers(pc):  # trained adapters are not zero; the time is the same
-            torch.nn.init.normal_(layer.lora_B, std=0.02)
-        models[f"pc_lora r{r} compressed"] = pc_lora.compress(pc).eval()
+        models[f"pc_lora r{r} compressed"] = compressed_pc_lora(base, r)
     student = baselines.attach_lora(kd_lora.cut_layers(base, k), args.ranks[0])
     models[f"kd_lora student {k}/{layers} layers, merged"] = baselines.merge_lora(student).eval()
     return models

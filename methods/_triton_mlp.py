@@ -15,7 +15,7 @@ from torch import Tensor
 
 
 @triton.jit
-def _kernel(z_ptr, b1_ptr, c1_ptr, a2_ptr, out_ptr, n_rows, hidden,
+def low_rank_mlp_kernel(z_ptr, b1_ptr, c1_ptr, a2_ptr, out_ptr, n_rows, hidden,
             R_IN: tl.constexpr, R_OUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n_rows
@@ -45,7 +45,7 @@ def low_rank_mlp(z: Tensor, b1: Tensor, c1: Tensor, a2: Tensor, r_out: int) -> T
     rows = rows.contiguous()
     out = torch.empty(rows.shape[0], a2.shape[0], device=z.device, dtype=z.dtype)
     block_n, block_h = 64, 64
-    _kernel[(triton.cdiv(rows.shape[0], block_n),)](
+    low_rank_mlp_kernel[(triton.cdiv(rows.shape[0], block_n),)](
         rows, b1, c1, a2, out, rows.shape[0], a2.shape[1],
         R_IN=b1.shape[1], R_OUT=a2.shape[0], BLOCK_N=block_n, BLOCK_H=block_h, num_warps=4)
     return out[:, :r_out].reshape(*lead, r_out)
