@@ -50,6 +50,29 @@ def step(
     return time.perf_counter() - start
 
 
+def table_rows(args: argparse.Namespace, times: dict[tuple[float, float, bool], list[float]]) -> list[str]:
+    median = {c: statistics.median(t) for c, t in times.items()}
+    rows = [
+        f"PC-LoRA training step of `{args.model.name}`, rank {args.rank}, batch {args.batch} x seq "
+        f"{args.seq_len}, CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads); median of {args.rounds} steps per "
+        f"condition after {args.warmup} warm-up rounds, conditions interleaved.\n",
+        "| kd_weight | λ = 0.5 (s/step) | λ = 0, W skipped (s/step) | ratio λ=0 / λ>0 | min λ>0 | min λ=0 |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kd, cached in ((0.0, False), (0.5, False), (0.5, True)):
+        on, off = times[(0.5, kd, cached)], times[(0.0, kd, cached)]
+        rows.append(
+            f"| {kd}{', teacher cached' if cached else ''} | {median[(0.5, kd, cached)]:.3f} "
+            f"| {median[(0.0, kd, cached)]:.3f} | {median[(0.0, kd, cached)] / median[(0.5, kd, cached)]:.2f} "
+            f"| {min(on):.3f} | {min(off):.3f} |"
+        )
+    for lam in (0.5, 0.0):
+        rows.append(f"\nλ = {lam}: the cached teacher's step takes "
+                    f"{median[(lam, 0.5, True)] / median[(lam, 0.5, False)]:.2f} of the computed teacher's.")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -89,25 +112,7 @@ def main() -> None:
             if round_ >= args.warmup:
                 times[(lam, kd, cached)].append(seconds)
 
-    median = {c: statistics.median(t) for c, t in times.items()}
-    rows = [
-        f"PC-LoRA training step of `{args.model.name}`, rank {args.rank}, batch {args.batch} x seq "
-        f"{args.seq_len}, CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads); median of {args.rounds} steps per "
-        f"condition after {args.warmup} warm-up rounds, conditions interleaved.\n",
-        "| kd_weight | λ = 0.5 (s/step) | λ = 0, W skipped (s/step) | ratio λ=0 / λ>0 | min λ>0 | min λ=0 |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for kd, cached in ((0.0, False), (0.5, False), (0.5, True)):
-        on, off = times[(0.5, kd, cached)], times[(0.0, kd, cached)]
-        rows.append(
-            f"| {kd}{', teacher cached' if cached else ''} | {median[(0.5, kd, cached)]:.3f} "
-            f"| {median[(0.0, kd, cached)]:.3f} | {median[(0.0, kd, cached)] / median[(0.5, kd, cached)]:.2f} "
-            f"| {min(on):.3f} | {min(off):.3f} |"
-        )
-    for lam in (0.5, 0.0):
-        rows.append(f"\nλ = {lam}: the cached teacher's step takes "
-                    f"{median[(lam, 0.5, True)] / median[(lam, 0.5, False)]:.2f} of the computed teacher's.")
+    rows = table_rows(args, times)
     table = "\n".join(rows) + "\n"
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
