@@ -31,8 +31,9 @@ def test_the_choose_one_of_message() -> None:
     assert (unknown_choice("method.name", "method", "pc-lora", ("fft", "lora", "pc_lora"))
             == "method.name: unknown method 'pc-lora'; choose one of fft, lora, pc_lora")
     assert unknown_choice(None, "kind", 3, ["grid", "choice"]) == "unknown kind 3; choose one of grid, choice"
-    with pytest.raises(ConfigError, match="search.sampler: unknown sampler 'nsga3'; choose one of nsga2, tpe"):
-        load_config(None, ["search.sampler=nsga3"], base=BASE)
+    # CMA-ES: Optuna's, single-objective only, so not a sweep's sampler
+    with pytest.raises(ConfigError, match="search.sampler: unknown sampler 'cmaes'; choose one of nsga2, nsga3, tpe, gp"):
+        load_config(None, ["search.sampler=cmaes"], base=BASE)
     with pytest.raises(ValueError, match="method.name: unknown method 'pc-lora'; choose one of fft, lora"):
         recipes.get_recipe("pc-lora")
 

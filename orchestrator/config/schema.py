@@ -35,7 +35,10 @@ from orchestrator.config.settings.pc_lora import DECAY_SCHEDULES  # noqa: F401 -
 # per_method: {method: {kind: args}}, one dimension per method (learning rates differ by 10-50x between
 # full fine-tuning and adapters that must replace a layer). Kept last: it nests the others.
 SPACE_KINDS = ("choice", "int", "uniform", "loguniform", "grid", "per_method")
-SAMPLERS = ("nsga2", "tpe", "random", "grid")
+# Optuna 5.0's samplers that handle several objectives: NSGA-II, NSGA-III (reference points), TPE (MOTPE), the
+# Gaussian-process sampler (log expected hypervolume improvement; it models only the dimensions every method
+# shares, drawing the others at random), random; and the grid.
+SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "grid")
 SCHEDULERS = ("asha", "mo_asha", "none")
 # Every key a metrics.json holds that can be an objective (task-specific metrics are added by the task).
 OBJECTIVE_METRICS = (

@@ -138,10 +138,15 @@ def make_searcher(cfg: Config, storage: str | None = None) -> Any:
     constraints = tuple(parse_all(cfg.search.constraints))
     # Optuna's defaults (50 random individuals before NSGA-II evolves, 10 random trials before TPE
     # models) would make a small sweep pure random search; scale them to the budget.
+    population, startup = min(50, max(4, n // 3)), min(10, max(2, n // 3))
     if cfg.search.sampler == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(4, n // 3)))
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    elif cfg.search.sampler == "nsga3":
+        sampler = optuna.samplers.NSGAIIISampler(seed=seed, population_size=population)
     elif cfg.search.sampler == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, n // 3)))
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    elif cfg.search.sampler == "gp":  # per-method dimensions (own names) fall to its independent random sampler
+        sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     metrics, modes = [m for m, _ in pairs], [d for _, d in pairs]
