@@ -12,6 +12,12 @@ Conditions: FFT, LoRA, PC-LoRA at λ = 0.5 and λ = 0 (W skipped), each without 
 KD-LoRA's student (the model cut to k layers + LoRA) with cached teacher logits and with a teacher
 forward each step. They run interleaved, one step each per round.
 
+`--only` keeps the conditions whose names contain one of its strings; `--compile` adds, for each kept
+condition, a twin built again by its recipe with the model under torch.compile (Inductor, static shapes;
+`--compile-mode reduce-overhead` adds CUDA graphs), timed interleaved with the eager one (issue 34, item 3).
+Its FLOPs are the eager twin's (the counter does not see into compiled code); compilation happens in the
+warm-up rounds, so give it at least 2.
+
 FLOPs of one step are counted per condition with torch.utils.flop_counter.FlopCounterMode over a whole
 step (forward + backward: what the method really computes, e.g. no weight gradients for frozen W);
 MFU = those FLOPs / median step time / the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s). On a
@@ -65,6 +71,20 @@ def step_flops(step: Callable[[int], None]) -> int:
     return int(counter.get_total_flops())
 
 
+COMPILED = " +compile"
+
+
+def compiled_twins(spec: list, mode: str | None) -> list:
+    """The conditions of ``spec`` (built anew, so their models are their own) with each model compiled in
+    place: the recipe's loss calls ``model(...)``, which then runs the compiled forward (and backward)."""
+    compiled = {}
+    for _, model, _, _ in spec:
+        if id(model) not in compiled:  # conditions share models (PC-LoRA at several λ): compile each once
+            model.compile(dynamic=False, mode=mode)
+            compiled[id(model)] = model
+    return [(name + COMPILED, model, fn, before) for name, model, fn, before in spec]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="bert-base", help="bert-base | minilm-l6 | tiny")
@@ -73,6 +93,9 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--student-layers", type=int, default=6)
     parser.add_argument("--kd-weight", type=float, default=0.5)
+    parser.add_argument("--only", nargs="+", default=None, help="keep conditions whose names contain one of these")
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile twin of each kept condition")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode: default | reduce-overhead | ...")
     common_args(parser, rounds=20, warmup=5)
     args = parser.parse_args()
 
@@ -98,18 +121,26 @@ def main() -> None:
     L = args.student_layers
     with tempfile.TemporaryDirectory() as work:  # the random model, built again by each method's recipe
         base.save_pretrained(Path(work) / "model")
-        spec = method_conditions(Path(work) / "model", rank=args.rank, student_layers=L, kd_weight=kd,
-                                 device=device, teacher=teacher, logits=logits, work_dir=Path(work))
+
+        def build() -> list:
+            spec = method_conditions(Path(work) / "model", rank=args.rank, student_layers=L, kd_weight=kd,
+                                     device=device, teacher=teacher, logits=logits, work_dir=Path(work))
+            return [c for c in spec if args.only is None or any(s in c[0] for s in args.only)]
+
+        spec = build()
+        twins = compiled_twins(build(), args.compile_mode) if args.compile else []
     peaks: dict[str, int] = {}
-    conditions = {name: make_step(m, fn, device, amp, batches, before, peaks, name) for name, m, fn, before in spec}
-    trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m, _, _ in spec}
-    flops = {name: step_flops(step) for name, step in conditions.items()}
+    conditions = {name: make_step(m, fn, device, amp, batches, before, peaks, name)
+                  for name, m, fn, before in spec + twins}
+    trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m, _, _ in spec + twins}
+    flops = {name: step_flops(conditions[name]) for name, _, _, _ in spec}
+    flops.update({name: flops[name.removesuffix(COMPILED)] for name, _, _, _ in twins})
     sync(device)
     times = interleaved(conditions, warmup=args.warmup, rounds=args.rounds, device=device)
     info["load_average_end"] = load_average()
     stats = {name: summary(t) for name, t in times.items()}
     peak = peak_flops(info.get("gpu"))
-    fft_median = stats["fft"]["median"]
+    fft_median = stats["fft"]["median"] if "fft" in stats else next(iter(stats.values()))["median"]
 
     rows = {}
     for name, s in stats.items():
