@@ -40,6 +40,7 @@ from benchmarks.search_table import (
     GRID_CONFIG,
     GRID_DIR,
     Table,
+    describe,
     grid_order,
     load_table,
     point_key,
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Run]]:
 
     args = parse(argv)
     cfg = replay_config(args.config, args.methods)
-    source = args.source or ", ".join(str(p) for p in args.table)
+    source = args.source or describe(args.table)
     table = load_table(cfg, args.table, source)
     combos = [(s, Rule(sch, args.workers, args.grace_period, args.reduction_factor))
               for s in args.strategies for sch in args.schedulers]

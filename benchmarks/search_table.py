@@ -29,6 +29,15 @@ from orchestrator.spec.space import METHOD_KEY, grid_points
 
 GRID_DIR = ROOT / "results" / "gpu" / "search-grid" / "results" / "search-grid-stsb"
 GRID_CONFIG = ROOT / "search_spaces" / "search-grid-gpu.yaml"
+GRID_SOURCE = "results/gpu/search-grid/ (STS-B, recorded on one H200 at commit 79cad6d)"
+
+
+def describe(sweep_dirs: Sequence[Path]) -> str:
+    """How the outputs name a table: the default grid by its provenance, others by their folders."""
+    if [Path(p).resolve() for p in sweep_dirs] == [GRID_DIR.resolve()]:
+        return GRID_SOURCE
+    shown = [Path(p).resolve() for p in sweep_dirs]
+    return ", ".join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in shown)
 
 
 @dataclass(frozen=True)
