@@ -91,7 +91,7 @@ def test_dry_run_budget_counts_trial_epochs() -> None:
     from tests.conftest import REPO
 
     cfg = load_config(REPO / "search_spaces" / "quickstart.yaml")
-    assert budget_line(cfg) == ("6 trials x 3 epochs = at most 18 trial-epochs; asha may stop a trial from epoch 2 "
+    assert budget_line(cfg) == ("6 trials x 3 epochs = at most 18 trial-epochs; mo_asha may stop a trial from epoch 2 "
                                 "on (about 1/2 of the trials go on at each rung)")
     grid = load_config(REPO / "search_spaces" / "quickstart.yaml",
                        ["search.sampler=grid", "search.scheduler=none", 'space={"method.rank": {"grid": [4, 8]}}'])
