@@ -32,6 +32,7 @@ import copy
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -85,7 +86,7 @@ def compiled_twins(spec: list, mode: str | None) -> list:
     return [(name + COMPILED, model, fn, before) for name, model, fn, before in spec]
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="bert-base", help="bert-base | minilm-l6 | tiny")
     parser.add_argument("--batch", type=int, default=32)
@@ -97,51 +98,25 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add a torch.compile twin of each kept condition")
     parser.add_argument("--compile-mode", default=None, help="torch.compile mode: default | reduce-overhead | ...")
     common_args(parser, rounds=20, warmup=5)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
-    device = pick_device(args.device)
-    amp = device.type == "cuda"
-    torch.set_num_threads(args.threads)
-    quiet_transformers()
-    info = machine(device)
-    base = random_bert(args.arch)
-    vocab = base.config.vocab_size
-    batches = [{**synthetic_batch(vocab, args.batch, args.seq_len, seed=i),
-                "labels": torch.randint(0, 2, (args.batch,), generator=torch.Generator().manual_seed(i)),
-                "idx": torch.arange(i * args.batch, (i + 1) * args.batch)} for i in range(4)]
-    n_examples = 4 * args.batch
 
+def cached_teacher(base: torch.nn.Module, batches: list[dict], device: torch.device, amp: bool
+                   ) -> tuple[torch.nn.Module, kd_lora.TeacherLogits]:
+    """The KD-LoRA teacher (the base itself; values do not change the time) and its logits for every example."""
     teacher = copy.deepcopy(base).to(device).eval().requires_grad_(False)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         cached = torch.cat([teacher(**{k: v.to(device) for k, v in b.items() if k not in ("idx", "labels")}
                                     ).logits.float() for b in batches])
     logits = kd_lora.TeacherLogits(cached.cpu()).to(device)
-    assert len(logits) == n_examples
-    kd = args.kd_weight
-    L = args.student_layers
-    with tempfile.TemporaryDirectory() as work:  # the random model, built again by each method's recipe
-        base.save_pretrained(Path(work) / "model")
+    assert len(logits) == sum(len(b["idx"]) for b in batches)
+    return teacher, logits
 
-        def build() -> list:
-            spec = method_conditions(Path(work) / "model", rank=args.rank, student_layers=L, kd_weight=kd,
-                                     device=device, teacher=teacher, logits=logits, work_dir=Path(work))
-            return [c for c in spec if args.only is None or any(s in c[0] for s in args.only)]
 
-        spec = build()
-        twins = compiled_twins(build(), args.compile_mode) if args.compile else []
-    peaks: dict[str, int] = {}
-    conditions = {name: make_step(m, fn, device, amp, batches, before, peaks, name)
-                  for name, m, fn, before in spec + twins}
-    trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m, _, _ in spec + twins}
-    flops = {name: step_flops(conditions[name]) for name, _, _, _ in spec}
-    flops.update({name: flops[name.removesuffix(COMPILED)] for name, _, _, _ in twins})
-    sync(device)
-    times = interleaved(conditions, warmup=args.warmup, rounds=args.rounds, device=device)
-    info["load_average_end"] = load_average()
-    stats = {name: summary(t) for name, t in times.items()}
-    peak = peak_flops(info.get("gpu"))
+def step_rows(args: argparse.Namespace, stats: dict[str, dict[str, float]], flops: dict[str, float],
+              trainable: dict[str, int], peaks: dict[str, int], peak: float | None) -> dict[str, dict[str, Any]]:
+    """Per condition: the step time's summary, examples and tokens per second, FLOPs, MFU, ratio to FFT."""
     fft_median = stats["fft"]["median"] if "fft" in stats else next(iter(stats.values()))["median"]
-
     rows = {}
     for name, s in stats.items():
         achieved = flops[name] / s["median"]
@@ -150,11 +125,16 @@ def main() -> None:
                       "step_flops": flops[name], "achieved_flops_per_s": achieved,
                       "mfu": achieved / peak if peak else None, "ratio_to_fft": s["median"] / fft_median,
                       "trainable_params": trainable[name], "peak_gpu_bytes": peaks.get(name)}
+    return rows
+
+
+def report(args: argparse.Namespace, info: dict[str, Any], rows: dict[str, dict[str, Any]], layers: int,
+           peak: float | None, amp: bool) -> str:
     precision = "bf16 autocast" if amp else "float32"
     lines = [
         f"Training throughput per method, `{args.arch}`-shaped BertForSequenceClassification (random weights), "
         f"batch {args.batch} x {args.seq_len} tokens, {precision}, rank {args.rank}, KD-LoRA student "
-        f"{L} of {base.config.num_hidden_layers} layers. Median of {args.rounds} steps per condition after "
+        f"{args.student_layers} of {layers} layers. Median of {args.rounds} steps per condition after "
         f"{args.warmup} warm-up rounds, conditions interleaved.",
         f"Machine: {machine_line(info)}.",
         f"Command: `{command_line()}`.",
@@ -172,7 +152,45 @@ def main() -> None:
                      f"| {r['step_flops'] / 1e12:.3f} | {r['achieved_flops_per_s'] / 1e12:.1f} | {mfu} | {mem} |")
     lines += ["", "2-GPU DDP scaling of one trial: not measured by this script (it needs a 2-GPU machine; "
               "see benchmarks/README.md)."]
-    markdown = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    amp = device.type == "cuda"
+    torch.set_num_threads(args.threads)
+    quiet_transformers()
+    info = machine(device)
+    base = random_bert(args.arch)
+    vocab = base.config.vocab_size
+    batches = [{**synthetic_batch(vocab, args.batch, args.seq_len, seed=i),
+                "labels": torch.randint(0, 2, (args.batch,), generator=torch.Generator().manual_seed(i)),
+                "idx": torch.arange(i * args.batch, (i + 1) * args.batch)} for i in range(4)]
+    teacher, logits = cached_teacher(base, batches, device, amp)
+    with tempfile.TemporaryDirectory() as work:  # the random model, built again by each method's recipe
+        base.save_pretrained(Path(work) / "model")
+
+        def build() -> list:
+            spec = method_conditions(Path(work) / "model", rank=args.rank, student_layers=args.student_layers,
+                                     kd_weight=args.kd_weight, device=device, teacher=teacher, logits=logits,
+                                     work_dir=Path(work))
+            return [c for c in spec if args.only is None or any(s in c[0] for s in args.only)]
+
+        spec = build()
+        twins = compiled_twins(build(), args.compile_mode) if args.compile else []
+    peaks: dict[str, int] = {}
+    conditions = {name: make_step(m, fn, device, amp, batches, before, peaks, name)
+                  for name, m, fn, before in spec + twins}
+    trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m, _, _ in spec + twins}
+    flops = {name: step_flops(conditions[name]) for name, _, _, _ in spec}
+    flops.update({name: flops[name.removesuffix(COMPILED)] for name, _, _, _ in twins})
+    sync(device)
+    times = interleaved(conditions, warmup=args.warmup, rounds=args.rounds, device=device)
+    info["load_average_end"] = load_average()
+    peak = peak_flops(info.get("gpu"))
+    rows = step_rows(args, {name: summary(t) for name, t in times.items()}, flops, trainable, peaks, peak)
+    markdown = report(args, info, rows, base.config.num_hidden_layers, peak, amp)
     print(markdown)
     payload = {"benchmark": "throughput", "command": command_line(), "args": vars(args), "machine": info,
                "peak_flops": peak, "steps": {n: {**r, "seconds": times[n]} for n, r in rows.items()}}
