@@ -82,7 +82,7 @@ def kernel_times(prof: Any, device: torch.device) -> dict[str, float]:
                 continue
             us = evt.self_device_time_total
         else:
-            if "::" not in evt.key or evt.self_cpu_time_total <= 0:
+            if not evt.key.startswith("aten::") or evt.self_cpu_time_total <= 0:
                 continue
             us = evt.self_cpu_time_total
         out[evt.key] = out.get(evt.key, 0.0) + us * 1e-6
