@@ -62,6 +62,20 @@ def test_mo_asha_keeps_the_cheap_end_of_the_front_that_asha_stops() -> None:
     assert mo_should_stop(earlier, [float("nan"), 5.0], ["max", "min"], 2)  # nothing to rank it by
 
 
+def test_mo_asha_never_stops_a_trial_that_nothing_at_its_rung_dominates() -> None:
+    """The quickstart's case: a smaller PC-LoRA trial reached the rung first; the KD-LoRA trial after it has the
+    better metric and more parameters. Both are on the rung's front; ⌈2/2⌉ = 1 with ties broken by arrival
+    stopped the KD-LoRA one, the best metric of the sweep so far."""
+    from orchestrator.engine.asha import mo_should_stop
+
+    assert not mo_should_stop([[0.70, 54.7]], [0.76, 76.6], ["max", "min"], 2)
+    # A trial dominated by one recorded there still falls to the ⌈n/η⌉ rule: here 3rd of 3, keep 2: stopped.
+    assert mo_should_stop([[0.70, 54.7], [0.76, 76.6]], [0.72, 80.0], ["max", "min"], 2)
+    # ... and goes on when few enough are recorded there: 2nd of 2 after the one that dominates it, keep 1 of 2
+    # at η = 1.5 (⌈2/1.5⌉ = 2).
+    assert not mo_should_stop([[0.76, 76.6]], [0.72, 80.0], ["max", "min"], 1.5)
+
+
 def test_mo_asha_records_vectors_and_keeps_first_decisions(tmp_path) -> None:
     directions = ["max", "min"]
     assert record_and_decide(tmp_path, 2, "a", [0.9, 100.0], 2, directions) is False

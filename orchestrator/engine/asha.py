@@ -15,7 +15,7 @@ Halving"): the same rungs and records, but a trial's record is its vector of the
 the rung (the metric so far, and the params/FLOPs of the model it will deploy, known from the start).
 The trials recorded at a rung are ordered by non-dominated rank, ties within a front broken by crowding
 distance (NSGA-II's; larger first), then by arrival; a trial goes on when it is among the first
-⌈n/η⌉ of the n recorded there, itself included. So a small PC-LoRA rank with a modest metric, on the
+⌈n/η⌉ of the n recorded there, itself included, or when none of them dominates it (on the rung's front). So a small PC-LoRA rank with a modest metric, on the
 low-cost end of the front, is not stopped for the metric alone, as plain ASHA stops it.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.base.fs import file_lock
-from orchestrator.base.pareto import nondominated_order
+from orchestrator.base.pareto import nondominated_order, nondominated_ranks
 
 
 def rung_epochs(grace_period: int, max_epochs: int, reduction_factor: float) -> list[int]:
@@ -55,11 +55,16 @@ def should_stop(earlier: list[float], value: float, reduction_factor: float) -> 
 def mo_should_stop(earlier: list[list[float]], value: list[float], directions: list[str],
                    reduction_factor: float) -> bool:
     """MO-ASHA's cutoff: stop unless `value` is among the first ⌈n/η⌉ of the n vectors recorded at the
-    rung (itself included) in non-dominated order; vectors holding NaN are left out of the ranking."""
+    rung (itself included) in non-dominated order, or no vector recorded there dominates it; vectors holding
+    NaN are left out of the ranking."""
     if any(math.isnan(x) for x in value):
         return True  # no metric to rank (the trial cannot be compared): it does not go on
     recorded = [v for v in earlier if not any(math.isnan(x) for x in v)]
     points = np.asarray([*recorded, value], dtype=float)
+    # On the rung's front it goes on: ⌈n/η⌉ alone, with ties on the front broken by arrival, stopped the quickstart's
+    # KD-LoRA trial with the best metric at its rung because one smaller PC-LoRA trial had got there first.
+    if nondominated_ranks(points, directions)[-1] == 0:
+        return False
     keep = max(1, math.ceil(len(points) / reduction_factor))
     return nondominated_order(points, directions).index(len(points) - 1) >= keep
 
