@@ -85,7 +85,7 @@ def point_key(point: dict[str, Any]) -> tuple:
 def read_records(sweep_dir: Path, objectives: Sequence[str]) -> tuple[dict[tuple, Record], list[float]]:
     """Every finished trial of one sweep folder, and the uncompressed model's size for each size objective."""
     folder = SweepFolder(sweep_dir)
-    trials = pd.read_csv(folder.trials_csv)
+    trials = folder.read_trials()
     records: dict[tuple, Record] = {}
     base = [float(trials[f"base_{name}"].max()) for name in objectives[1:]]
     for _, row in trials.iterrows():

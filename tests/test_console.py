@@ -109,7 +109,7 @@ def test_the_summary_judges_the_front_against_the_teacher(tmp_path) -> None:
 
     sweep_dir = make_sweep(tmp_path / "results")
     cfg = load_config(sweep_dir / "sweep.yaml", ["tracking.uri=null"])
-    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials = pd.read_csv(sweep_dir / "trials.csv", dtype={"trial_id": str})
     lines = sweep_console.summary(cfg, trials, front_of(cfg, trials), sweep_dir)
     assert [line for line in lines if line.startswith("reference: no reference score")]
     add_teacher(sweep_dir)

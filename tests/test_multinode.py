@@ -85,7 +85,7 @@ def check_sweep(sweep_dir: Path, workers: set[str], ranks: list[int]) -> pd.Data
     """Every trial once in trials.csv, complete, trained on worker nodes; once in MLflow, finished."""
     from mlflow.tracking import MlflowClient
 
-    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials = pd.read_csv(sweep_dir / "trials.csv", dtype={"trial_id": str})
     assert len(trials) == len(ranks) and trials["trial_id"].is_unique, trials
     assert (trials["status"] == "complete").all(), trials[["trial_id", "status"]]
     assert sorted(trials["method.rank"]) == ranks

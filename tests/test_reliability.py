@@ -340,7 +340,7 @@ def test_the_report_and_leaderboard_work_when_model_and_data_folders_are_gone(tm
     recorded = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
     recorded.update({"model": str(tmp_path / "moved" / "model"), "data_dir": str(tmp_path / "moved" / "data")})
     (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump(recorded))
-    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials = pd.read_csv(sweep_dir / "trials.csv", dtype={"trial_id": str})
     trials["model"] = recorded["model"]  # the column a sweep writes; the folder it names is gone
     trials.to_csv(sweep_dir / "trials.csv", index=False)
     assert sweep_page.main(["page", "--results", str(tmp_path / "results")]) == 0

@@ -48,7 +48,7 @@ def test_a_diverging_trial_leaves_the_sweep_to_finish(tmp_path: Path, shared_mod
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sweep_dir = tmp_path / "results" / "diverge"
-    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials = pd.read_csv(sweep_dir / "trials.csv", dtype={"trial_id": str})
     diverged = trials[trials["status"] == "diverged"]
     assert len(trials) == 2 and len(diverged) >= 1 and diverged["metric"].isna().all()
     assert not diverged["full_budget"].any()
@@ -76,7 +76,7 @@ def test_the_same_sweep_started_twice_at_once_runs_once(tmp_path: Path, shared_m
     loser = outs[[p.returncode for p in procs].index(2)]
     assert "'race1'" in loser[1] and "Traceback" not in loser[1]
     sweep_dir = tmp_path / "results" / "race1"
-    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials = pd.read_csv(sweep_dir / "trials.csv", dtype={"trial_id": str})
     assert len(trials) == 1 and (trials["status"] == "complete").all()
     check_mlflow(sweep_dir, trials)  # one parent run, one finished child
     assert len(list((sweep_dir / "tune").glob("experiment_state-*.json"))) == 1
@@ -106,7 +106,7 @@ def test_a_trial_killed_alone_resumes_under_its_own_id(tmp_path: Path, shared_mo
     again = subprocess.run(sweep_cmd("--config", str(config), "--set", "train.epochs=2", "--resume"), cwd=REPO,
                            capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials = pd.read_csv(sweep_dir / "trials.csv", dtype={"trial_id": str})
     assert killed in set(trials["trial_id"]) and len(trials) == 2 and (trials["status"] == "complete").all()
     assert sorted(p.name for p in (sweep_dir / "trials").iterdir()) == sorted(trials["trial_id"])
     check_mlflow(sweep_dir, trials)  # one finished child run per trial, none KILLED beside them

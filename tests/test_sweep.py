@@ -48,7 +48,7 @@ def sweep_cmd(*args: str) -> list[str]:
 
 def check_outputs(sweep_dir: Path, methods: set[str], auxiliary: list[str] | None = None) -> pd.DataFrame:
     """`auxiliary`, when given: the roles of the auxiliary runs (teacher, student_ceiling) the sweep made, sorted."""
-    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials = pd.read_csv(sweep_dir / "trials.csv", dtype={"trial_id": str})
     assert set(trials["method.name"]) == methods
     assert trials["trial_id"].is_unique and (trials["status"] == "complete").all()
     for col in ("metric", "params", "flops", "base_params", "full_budget"):
@@ -240,7 +240,7 @@ def test_asha_stops_trials_and_the_sweep_goes_on(tmp_path: Path, shared_models, 
     proc = subprocess.run(sweep_cmd("--config", str(path), *abs_sets(tmp_path)), cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    trials = pd.read_csv(tmp_path / "asha" / "trials.csv")
+    trials = pd.read_csv(tmp_path / "asha" / "trials.csv", dtype={"trial_id": str})
     assert len(trials) == 2 and (trials["status"] == "stopped").all() and not trials["full_budget"].any()
     assert (trials["epoch"] == 1).all() and trials["params"].notna().all()
     rows = [json.loads(line) for line in rung.read_text().splitlines()]
@@ -276,4 +276,4 @@ def test_ray_job_submit_to_a_started_cluster(tmp_path: Path, shared_models, shar
     finally:  # only this cluster: its processes all name its temp dir
         subprocess.run(["pkill", "-9", "-f", str(ray_tmp)], capture_output=True)
     check_outputs(tmp_path / "quickstart-smoke", {"pc_lora", "kd_lora"}, auxiliary=["teacher"])
-    assert np.isfinite(pd.read_csv(tmp_path / "quickstart-smoke" / "trials.csv")["metric"]).all()
+    assert np.isfinite(pd.read_csv(tmp_path / "quickstart-smoke" / "trials.csv", dtype={"trial_id": str})["metric"]).all()

@@ -175,3 +175,19 @@ def test_a_failed_write_of_config_yaml_leaves_the_old_one(tmp_path: Path, monkey
         run.fit(cfg, out)
     assert (out / TrialFiles.CONFIG).read_bytes() == b"name: before\n"
     assert sorted(p.name for p in out.iterdir()) == [TrialFiles.CONFIG]
+
+
+def test_trial_ids_of_digits_alone_read_back_as_the_folder_names(tmp_path) -> None:
+    """Tune's 8-character ids are hex: about one in forty is digits alone, which pandas would read as a number
+    (CI saw '55251770' come back as 55251770), and a leading zero would be lost: no folder of that name."""
+    import pandas as pd
+
+    from orchestrator.base.sweep_folder import SweepFolder
+
+    folder = SweepFolder(tmp_path / "s")
+    folder.root.mkdir()
+    pd.DataFrame({"trial_id": ["01234567", "55251770", "a1b2c3d4"], "metric": [0.1, 0.2, 0.3]}).to_csv(
+        folder.trials_csv, index=False)
+    ids = list(folder.read_trials()["trial_id"])
+    assert ids == ["01234567", "55251770", "a1b2c3d4"]
+    assert folder.trial(ids[0]).name == "01234567"

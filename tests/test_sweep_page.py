@@ -126,7 +126,7 @@ def test_the_teacher_is_the_reference_in_the_report_the_front_and_the_plot(tmp_p
     svg = (sweep_dir / "report" / "front.svg").read_text()
     assert svg_group_points(svg, "reference-0-params") >= 2
     cfg = load_config(sweep_dir / "sweep.yaml", ["tracking.uri=null"])
-    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials = pd.read_csv(sweep_dir / "trials.csv", dtype={"trial_id": str})
     refs = teacher_references(cfg, trials, sweep_dir.parent)
     md = pareto_markdown(cfg, front_of(cfg, trials), trials, refs)
     assert "| FFT teacher (minilm-l6-h384) | 0.85 | 100.0 | 100.0 | 100.0 | 94.1 |" in md
@@ -134,7 +134,7 @@ def test_the_teacher_is_the_reference_in_the_report_the_front_and_the_plot(tmp_p
 
 def test_without_a_teacher_the_report_says_so_instead_of_inventing_one(tmp_path: Path) -> None:
     sweep_dir = make_sweep(tmp_path / "results")
-    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials = pd.read_csv(sweep_dir / "trials.csv", dtype={"trial_id": str})
     trials[trials["method.name"] == "pc_lora"].to_csv(sweep_dir / "trials.csv", index=False)
     assert sweep_page.main([str(sweep_dir)]) == 0
     text = (sweep_dir / "report" / "index.html").read_text()

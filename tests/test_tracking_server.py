@@ -254,7 +254,7 @@ def test_sweep_logs_to_a_postgres_backed_tracking_server(tracking_server: str, t
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     print(f"smoke sweep against the tracking server: {time.monotonic() - started:.0f} s")
     assert_no_secret(proc.stdout + proc.stderr, results, ray_sessions_since=started_unix(started))
-    trials = pd.read_csv(results / "quickstart-smoke" / "trials.csv")
+    trials = pd.read_csv(results / "quickstart-smoke" / "trials.csv", dtype={"trial_id": str})
     assert len(trials) == 2 and set(trials["method.name"]) == {"pc_lora", "kd_lora"}
     errors = "".join(p.read_text()[-3000:] for p in (results / "quickstart-smoke" / "tune").glob("*/error.txt"))
     assert (trials["status"] == "complete").all(), (trials[["trial_id", "status"]], errors, proc.stdout[-3000:])

@@ -313,7 +313,7 @@ def test_ui_lists_the_trials_with_their_metrics_in_chromium(ui_server, ui_result
             sock.settimeout(5)
             sock.connect((address, port))
 
-    trials = pd.read_csv(ui_results / "ui" / "trials.csv")
+    trials = pd.read_csv(ui_results / "ui" / "trials.csv", dtype={"trial_id": str})
     assert len(trials) == 3
     exp_id = api(url, "experiments/get-by-name", params="experiment_name=ui")["experiment"]["experiment_id"]
     # The experiment carries this tool's view (tracking.DEFAULT_VIEW, set when the sweep created it): the

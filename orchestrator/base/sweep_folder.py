@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TRIALS = "trials"
 MLFLOW_DB = "mlflow.db"
@@ -106,6 +107,13 @@ class SweepFolder:
     @property
     def trials_dir(self) -> Path:
         return self.root / TRIALS
+
+    def read_trials(self) -> Any:
+        """trials.csv as a DataFrame with the trial ids as strings: an id of digits alone ("01234567", one Tune id
+        in about forty) would otherwise read as a number, lose a leading zero and name no folder."""
+        import pandas as pd
+
+        return pd.read_csv(self.trials_csv, dtype={"trial_id": str})
 
     def trial(self, trial_id: str) -> Path:
         """One trial's folder (TrialFiles name its contents), named by its Tune trial id."""

@@ -98,7 +98,7 @@ def _missing(row: dict[str, Any]) -> list[str]:
 
 def sweep_rows(csv_path: Path, results_dir: Path, problems: list[str]) -> list[dict[str, Any]]:
     try:
-        trials = pd.read_csv(csv_path)
+        trials = SweepFolder(csv_path.parent).read_trials()
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         problems.append(f"{csv_path}: not a readable CSV ({exc}); rerun the sweep with --resume to rewrite it")
         return []

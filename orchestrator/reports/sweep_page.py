@@ -163,7 +163,7 @@ def write_report(sweep_dir: Path, out_dir: Path, results: Path) -> Path:
     if not csv.is_file():
         raise ConfigError([f"{csv}: not written yet (the sweep writes it when it ends, or on --resume); "
                            "run the report after the sweep"])
-    trials = pd.read_csv(csv)
+    trials = folder.read_trials()
     front = front_of(cfg, trials)
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = curves_of(sweep_dir, [str(t) for t in trials["trial_id"]])
