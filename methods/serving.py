@@ -184,7 +184,6 @@ def _rank_to_out(down: PCLoRALinear) -> nn.Linear:
     return layer.requires_grad_(False)
 
 
-
 def prepare(model: nn.Module, device: torch.device | str = "cuda", dtype: torch.dtype = torch.bfloat16,
             cuda_graphs: bool | None = None, *, fuse_qkv: bool = False, qkv_up: str = "blockdiag",
             compile: bool = False, drop_full_mask: bool = False) -> nn.Module:

@@ -15,8 +15,9 @@ Halving"): the same rungs and records, but a trial's record is its vector of the
 the rung (the metric so far, and the params/FLOPs of the model it will deploy, known from the start).
 The trials recorded at a rung are ordered by non-dominated rank, ties within a front broken by crowding
 distance (NSGA-II's; larger first), then by arrival; a trial goes on when it is among the first
-⌈n/η⌉ of the n recorded there, itself included, or when none of them dominates it (on the rung's front). So a small PC-LoRA rank with a modest metric, on the
-low-cost end of the front, is not stopped for the metric alone, as plain ASHA stops it.
+⌈n/η⌉ of the n recorded there, itself included, or when none of them dominates it (on the rung's front).
+So a small PC-LoRA rank with a modest metric, on the low-cost end of the front, is not stopped for the
+metric alone, as plain ASHA stops it.
 """
 
 from __future__ import annotations

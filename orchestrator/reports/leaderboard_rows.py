@@ -20,6 +20,7 @@ from orchestrator.base.sweep_folder import TRIALS, SweepFolder
 from orchestrator.config.budgets import number
 from orchestrator.config.records import TrialFiles, read_epochs, read_metrics
 from orchestrator.recipes.auxiliary import FOLDERS as AUXILIARY_FOLDERS
+from orchestrator.reports.references import read_record
 from orchestrator.tasks import TASKS
 
 LEADERBOARD_DIR = "leaderboards"
@@ -38,10 +39,11 @@ def _date(unix: float) -> str:
     return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-def trial_date(run_dir: Path, metrics: dict[str, Any] | None = None) -> str:
-    """The day a trial ran, from its own record: the last line of its epochs file, else the worker's start
-    stamp in metrics.json; never a file's modification time, which a fresh clone resets."""
-    for record in reversed(read_epochs(run_dir)):
+def trial_date(run_dir: Path, metrics: dict[str, Any] | None = None,
+               epochs: list[dict[str, Any]] | None = None) -> str:
+    """The day a trial ran, from its own record: the last line of its epochs file (`epochs`, when already read),
+    else the worker's start stamp in metrics.json; never a file's modification time, which a fresh clone resets."""
+    for record in reversed(read_epochs(run_dir) if epochs is None else epochs):
         if isinstance(record.get("time"), (int, float)):
             return _date(float(record["time"]))
     if metrics is None:
@@ -50,17 +52,17 @@ def trial_date(run_dir: Path, metrics: dict[str, Any] | None = None) -> str:
     return _date(float(stamp)) if isinstance(stamp, (int, float)) else NOT_RECORDED
 
 
-def best_epoch_metric(run_dir: Path) -> float | None:
+def best_epoch_metric(epochs: list[dict[str, Any]]) -> float | None:
     """The best primary metric a trial reached after any epoch (None without an epochs file): what a run that
     ends far below it had learned, then lost (orchestrator.tasks.collapsed)."""
-    values = [number(r.get("metric")) for r in read_epochs(run_dir)]
-    finite = [v for v in values if v is not None]
+    finite = [v for v in (number(r.get("metric")) for r in epochs) if v is not None]
     return max(finite) if finite else None
 
 
 def _trial_record(run_dir: Path, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a row reads from the trial's own folder: its date and its best epoch on the way."""
-    return {"date": trial_date(run_dir, metrics), "best_epoch_metric": best_epoch_metric(run_dir)}
+    """What a row reads from the trial's own folder (its epochs file read once): its date and its best epoch."""
+    epochs = read_epochs(run_dir)
+    return {"date": trial_date(run_dir, metrics, epochs), "best_epoch_metric": best_epoch_metric(epochs)}
 
 
 def _here(path: Path) -> Path:
@@ -129,13 +131,11 @@ def recorded_ceilings(sweep_dir: Path) -> str | None:
     """The student ceilings a sweep judged its trials against (its references.json: the students' own FFT, cached
     as auxiliary models, on their teacher's budget), as JSON {student folder name: metric}; None without any.
     A leaderboard falls back on them where no listed sweep has an FFT trial of that student."""
-    path = SweepFolder(sweep_dir).references
     try:
-        references = json.loads(path.read_text()) if path.is_file() else []
-    except (ValueError, UnicodeDecodeError):
+        references = read_record(sweep_dir) or []
+    except (ValueError, TypeError, UnicodeDecodeError):  # not a references.json this code wrote
         return None
-    found = {Path(str(r["judges"])).name: r["metric"] for r in references
-             if isinstance(r, dict) and r.get("judges") and number(r.get("metric")) is not None}
+    found = {Path(r.judges).name: r.metric for r in references if r.judges and number(r.metric) is not None}
     return json.dumps(found, sort_keys=True) if found else None
 
 

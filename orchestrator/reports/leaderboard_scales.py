@@ -137,8 +137,9 @@ def annotate(rows: pd.DataFrame) -> pd.DataFrame:
         parts = []
         for name, ref in (("FFT", teacher), ("ceiling", ceiling)):
             share = None if ref is None else row_reference(name, ref).share(row["metric"])
-            if share is None and name == "ceiling" and _share_of_recorded(row, student) is not None:
-                share, name = _share_of_recorded(row, student), "cached ceiling"
+            if share is None and name == "ceiling":
+                cached = _share_of_recorded(row, student)
+                share, name = (cached, "cached ceiling") if cached is not None else (None, name)
             parts.append(f"{name} not measured" if share is None else f"{share:.1f} % {name}")
         rows.at[i, "reference_note"] = "; ".join(parts)
     return rows

@@ -150,12 +150,16 @@ def write_record(sweep_dir: Path, references: list[Reference]) -> None:
     atomic_write_text(SweepFolder(sweep_dir).references, json.dumps([dataclasses.asdict(ref) for ref in references], indent=1))
 
 
+def read_record(sweep_dir: Path) -> list[Reference] | None:
+    """The sweep's references.json as written (write_record); None when the sweep wrote none."""
+    path = SweepFolder(sweep_dir).references
+    return [Reference(**raw) for raw in json.loads(path.read_text())] if path.is_file() else None
+
+
 def recorded(cfg: Config, trials: pd.DataFrame, sweep_dir: Path) -> list[Reference]:
     """The sweep's references.json; for a sweep written before it existed, found again (references_of)."""
-    path = SweepFolder(sweep_dir).references
-    if path.is_file():
-        return [Reference(**raw) for raw in json.loads(path.read_text())]
-    return references_of(cfg, trials, Path(sweep_dir).parent)
+    found = read_record(sweep_dir)
+    return found if found is not None else references_of(cfg, trials, Path(sweep_dir).parent)
 
 
 def kept_pct(ref: Reference, trials: pd.DataFrame) -> dict[str, float | None]:

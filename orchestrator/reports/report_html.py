@@ -66,7 +66,7 @@ def _link(row: pd.Series, results_dir: Path, out_dir: Path) -> str:
 
 
 def _cell(value: float | None, *, mark: str, link: str, title: str) -> str:
-    """A metric cell; `mark` is report.quality_mark's († no better than a constant prediction, ‡ collapsed)."""
+    """A metric cell; `mark` is marks.quality_mark's († no better than a constant prediction, ‡ collapsed)."""
     if is_missing(value):
         return '<td data-sort="-1e9">–</td>'
     text = f"{100 * value:.1f}" + mark
