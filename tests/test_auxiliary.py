@@ -73,7 +73,7 @@ def test_declared_models_are_built_once_then_found_in_the_cache(tmp_path: Path, 
         (TEACHER_MODEL, "fft", TEACHER, "parent-run"), (STUDENT, "fft", STUDENT_CEILING, "parent-run")]
     assert [c["emit_train_logits"] for c in fake_fit] == [True, False]  # only the teacher's logits are read
     out = capsys.readouterr().out
-    assert "fine-tuning the KD-LoRA teacher once" in out and "fine-tuning the student's own FFT ceiling once" in out
+    assert "fine-tuning the all-MiniLM-L6-v2 teacher once" in out and "fine-tuning the student's own FFT ceiling once" in out
     assert first[TEACHER] == tmp_path / "results" / "teachers" / run.teacher_key(cfg)
     assert first[STUDENT_CEILING].parent == tmp_path / "results" / "ceilings"
     # the second trial (other KD settings, same teacher and student) trains nothing
@@ -104,6 +104,38 @@ def test_a_ceiling_already_fine_tuned_as_a_teacher_is_not_trained_again(tmp_path
     cfg = kd_config(tmp_path, **{"method.student": TEACHER_MODEL})  # a student the size of its teacher
     found = run.ensure_auxiliary(cfg)
     assert len(fake_fit) == 1 and found[STUDENT_CEILING] == found[TEACHER]
+
+
+def test_a_run_needed_as_a_teacher_and_as_a_ceiling_at_once_is_trained_once(tmp_path: Path, fake_fit) -> None:
+    """Two sweeps start together: one needs MiniLM-L6's FFT as its teacher, the other as a student's ceiling (same
+    key, other role folders). The ceiling's builder waits on the teacher's and then finds it cached."""
+    import threading
+
+    cfg = kd_config(tmp_path, **{"method.student": TEACHER_MODEL})
+    teacher, ceiling = recipes.get_recipe("kd_lora").auxiliary_models(cfg)
+    assert teacher.key == ceiling.key and teacher.folder(cfg.results_dir) != ceiling.folder(cfg.results_dir)
+    assert teacher.lock(cfg.results_dir) == ceiling.lock(cfg.results_dir)
+    training, release = threading.Event(), threading.Event()
+    write = run.fit
+
+    def slow_fit(*args, **kwargs) -> dict:
+        training.set()
+        assert release.wait(timeout=60)
+        return write(*args, **kwargs)
+
+    run.fit = slow_fit  # fake_fit's monkeypatch restores the original after the test
+    found: dict[str, Path] = {}
+    builders = [threading.Thread(target=lambda aux=aux: found.__setitem__(aux.role, run.ensure_aux(
+        aux, cfg.results_dir, "two-sweeps"))) for aux in (teacher, ceiling)]
+    builders[0].start()
+    assert training.wait(timeout=60)
+    builders[1].start()
+    builders[1].join(timeout=0.5)
+    assert builders[1].is_alive()  # waiting on the teacher's lock, not training a second copy
+    release.set()
+    for builder in builders:
+        builder.join(timeout=60)
+    assert len(fake_fit) == 1 and found[STUDENT_CEILING] == found[TEACHER] == teacher.folder(cfg.results_dir)
 
 
 def kd_trials(tmp_path: Path) -> tuple[Config, pd.DataFrame]:

@@ -34,8 +34,8 @@ def test_progress_line_counts_and_estimates_what_is_left() -> None:
     assert line.startswith("trials 4/8 done (3 complete, 1 stopped), 2 running; best metric 0.8300; 10.0 min")
     assert line.endswith("ETA 3.7 min")
     bounded = console.progress_line({"complete": 1}, 8, None, started, eta=60.0, bound=True,
-                                   pending=("the KD-LoRA teacher",))
-    assert bounded.endswith("ETA ≤ 1.0 min + the KD-LoRA teacher")
+                                   pending=("the bert-base-uncased teacher",))
+    assert bounded.endswith("ETA ≤ 1.0 min + the bert-base-uncased teacher")
     assert "ETA" not in console.progress_line({"complete": 8}, 8, None, started, eta=5.0)
     assert "ETA" not in console.progress_line({"complete": 1}, 8, None, started)  # nothing timed yet
 
@@ -148,10 +148,10 @@ def test_the_sweep_console_announces_each_auxiliary_model_once_and_waits_on_it_u
     notes = TrialNotes(cfg)
     kd = SimpleNamespace(config={"point": {"method.name": "kd_lora", "method.student": "prajjwal1/bert-mini"}})
     note = notes.auxiliary_note(kd)
-    assert note.startswith("; first fine-tunes the KD-LoRA teacher and the student's own FFT ceiling (2 epochs each")
+    assert note.startswith("; first fine-tunes the bert-base-uncased teacher and the student's own FFT ceiling (2 epochs each")
     assert notes.auxiliary_note(kd) == ""  # said once
     assert notes.describe(kd)[0] == "kd_lora"
-    assert set(notes.pending()) == {"the KD-LoRA teacher", "the student's own FFT ceiling"}
+    assert set(notes.pending()) == {"the bert-base-uncased teacher", "the student's own FFT ceiling"}
     for folder in notes.announced:
         folder.mkdir(parents=True)
         (folder / TrialFiles.METRICS).write_text("{}")

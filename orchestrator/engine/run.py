@@ -121,11 +121,12 @@ def ensure_aux(aux: AuxModel, results_dir: str | Path, name: str, parent_run_id:
     """The auxiliary model's folder (model/, metrics.json, train logits where declared), training it only if
     absent: results_dir/<its role's folder>/<key of its FFT config>/.
 
-    Trials running at the same time wait on a file lock, so it is trained once. Its MLflow run sits in the
+    Trials running at the same time wait on a file lock (one per FFT run, whatever its role), so it is trained
+    once. Its MLflow run sits in the
     run's or sweep's experiment (a child of the sweep, tagged sweep_role=<role>, named by its role), not in an
     experiment of its own. `in_trial`: trained in this process, a Tune trial's (orchestrator/engine/session.py)."""
     folder = aux.folder(results_dir)
-    with file_lock(folder.with_suffix(".lock")):
+    with file_lock(aux.lock(results_dir)):
         cached = aux.cached(results_dir)
         if cached is not None:
             return cached

@@ -30,6 +30,7 @@ STUDENT_CEILING = "student_ceiling"
 # The cache folders under results_dir, one per role. `teachers` is the folder (and `fft_key` the key) that
 # teachers were cached under before auxiliary models existed: those caches are found as they are.
 FOLDERS = {TEACHER: "teachers", STUDENT_CEILING: "ceilings"}
+LOCKS = ".aux-locks"  # hidden: the leaderboards' scan of results_dir skips it
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class AuxModel:
 
     role: str                 # TEACHER, STUDENT_CEILING: MLflow's sweep_role tag and its run name's prefix
     config: Config            # the full fine-tuning run that makes it (method.name: fft)
-    title: str                # how the console names it: "the KD-LoRA teacher"
+    title: str                # how the console names it: "the all-MiniLM-L6-v2 teacher"
     reference: str            # how reports name its score: "FFT teacher (minilm-l6)"
     emit_train_logits: bool = False  # also write its logits for every training example (a logit-KD teacher)
     judges: str | None = None  # the student checkpoint whose trials are judged against it (a ceiling)
@@ -61,6 +62,11 @@ class AuxModel:
         own = self.folder(results_dir)
         others = [Path(results_dir) / f / self.key for r, f in FOLDERS.items() if r != self.role]
         return next((folder for folder in (own, *others) if self.finished(folder)), None)
+
+    def lock(self, results_dir: str | Path) -> Path:
+        """The lock its builders wait on: one per FFT run (key), whatever the role, so that two sweeps that need
+        the same run as a teacher and as a ceiling at the same time train it once."""
+        return Path(results_dir) / LOCKS / f"{self.key}.lock"
 
     def is_cached(self, results_dir: str | Path) -> bool:
         return self.cached(results_dir) is not None
@@ -92,10 +98,11 @@ def teacher_config(cfg: Config) -> Config:
 
 
 def teacher(cfg: Config) -> AuxModel:
-    """The task's fine-tuned teacher, with its logits for every training example (KD-LoRA reads them; PC-LoRA
-    shares the same cached folder)."""
+    """The task's fine-tuned teacher, with its logits for every training example (KD-LoRA and distil_compress
+    read them; PC-LoRA with `kd_teacher: finetuned` shares the same cached folder). Named by its checkpoint, not
+    by a method: several recipes declare it."""
     t = teacher_config(cfg)
-    return AuxModel(role=TEACHER, config=t, title="the KD-LoRA teacher",
+    return AuxModel(role=TEACHER, config=t, title=f"the {Path(t.model).name} teacher",
                     reference=f"FFT teacher ({Path(t.model).name})", emit_train_logits=True)
 
 

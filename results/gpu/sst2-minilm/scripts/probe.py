@@ -1,7 +1,7 @@
 """Step-time probe on a random-init MiniLM-L6-shaped BERT: FFT and PC-LoRA (r=8, KD) steps, batch 32, seq 40."""
 import sys, time, torch, transformers
 sys.path.insert(0, ".")
-from methods import pc_lora
+from methods import pc_lora, pc_lora_loss  # the loss step moved to pc_lora_loss after this probe ran
 cfg = transformers.AutoConfig.from_pretrained(".gpu/ctl/l6_config.json", num_labels=2)
 dev = torch.device("cuda")
 def bench(model, step_fn, n=60):
@@ -19,6 +19,6 @@ m = transformers.AutoModelForSequenceClassification.from_config(cfg)
 pc_lora.attach(m, 8); m = m.to(dev); pc_lora.set_lambda(m, 0.5)
 def pc(m, i, a, y):
     out = m(input_ids=i, attention_mask=a, labels=y, output_hidden_states=True)
-    t = pc_lora.teacher_forward(m, input_ids=i, attention_mask=a)
-    return pc_lora.loss(out.loss, out.hidden_states[1:], t.hidden_states[1:], 0.5)
+    t = pc_lora_loss.teacher_forward(m, input_ids=i, attention_mask=a)
+    return pc_lora_loss.loss(out.loss, out.hidden_states[1:], t.hidden_states[1:], 0.5)
 print("pc_lora r8 ms/step", round(bench(m, pc), 2))
