@@ -170,3 +170,15 @@ def test_the_recorded_grid_replays_to_its_own_front(tmp_path: Path) -> None:
     assert R.share_at(curve, table.compute, table.best) == 1.0 and curve[-1][0] == pytest.approx(table.compute)
     stopped = R.replay(table, cfg, "grid", R.Rule("mo_asha", workers=4), 0, table.compute, tmp_path / "mo")
     assert len(stopped) < len(curve) and stopped[-1][0] < table.compute  # stopped trials cost less than the grid
+
+
+def test_the_points_the_hypervolume_rests_on() -> None:
+    """Rank 8 dominates the other points: without it the table keeps only r4's and r16's 35 of 135; the others
+    hold nothing alone. The report says so."""
+    from benchmarks.search_report import resting_points
+    from benchmarks.search_table import contributions
+
+    held = contributions(tiny_table())
+    assert [key for _, key in held] == [(("method.name", "pc_lora"), ("method.rank", 8))]
+    assert held[0][0] == pytest.approx(1 - 35 / 135)
+    assert "1 of the 4 points" in resting_points(tiny_table()) and "rank=8: 74.1%" in resting_points(tiny_table())
