@@ -202,6 +202,7 @@ def run_optuna(trainer: Trainer, budget: int, *, sampler_name: str, asha_on: boo
 
     import optuna
 
+    from orchestrator.base.rungs import rung_epochs
     from orchestrator.engine import asha
     from orchestrator.search.tune import first_points
     from orchestrator.spec.space import sample_point
@@ -217,7 +218,7 @@ def run_optuna(trainer: Trainer, budget: int, *, sampler_name: str, asha_on: boo
     if sampler_name == "nsga2":
         for p in first_points(cfg, prefer_config=True):
             study.enqueue_trial(p)
-    rungs = asha.rung_epochs(cfg.search.grace_period, EPOCHS, cfg.search.reduction_factor) if asha_on else []
+    rungs = rung_epochs(cfg.search.grace_period, EPOCHS, cfg.search.reduction_factor) if asha_on else []
     space = functools.partial(sample_point, cfg=cfg)
     history, spent, i = [], 0, 0
     while spent < budget:

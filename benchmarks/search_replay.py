@@ -15,7 +15,8 @@ The searchers are the sweep's own: `orchestrator.search.tune.make_searcher` (Ful
 NSGA-II, NSGA-III, TPE, Gaussian-process or random sampler, over the table's values as choices, its first points
 one per method) and the grid (`orchestrator.spec.space.grid_points`, shuffled per seed). The schedulers are the
 trials' own rule, `orchestrator.engine.asha.record_and_decide` (ASHA on the metric, MO-ASHA on the objectives,
-rungs from `asha.rung_epochs`, grace period 1 and η 2 unless told), or none. `--workers` trials run at once; a
+rungs and Hyperband brackets from `orchestrator.base.rungs`, grace period 1, η 2 and one bracket unless told), or
+none. `--workers` trials run at once; a
 trial's epochs take their recorded seconds; a stopped trial frees its worker at the rung. Every strategy gets
 the table's compute (the sum of all its epochs' seconds). Hypervolume: `orchestrator.base.pareto.hypervolume`
 of the finished full-budget points against the sweeps' reference (metric 0, the uncompressed model's sizes), as
@@ -47,6 +48,7 @@ from benchmarks.search_table import (
     replay_config,
 )
 from orchestrator.base.pareto import hypervolume
+from orchestrator.base.rungs import trial_rungs
 from orchestrator.config.schema import Config, with_values
 from orchestrator.engine import asha
 from orchestrator.spec.space import trial_point
@@ -67,6 +69,7 @@ class Rule:
     workers: int = 4
     grace_period: int = 1
     reduction_factor: float = 2.0
+    brackets: int = 1
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,7 @@ def replay(table: Table, cfg: Config, strategy: str, rule: Rule, seed: int | Non
     """(compute used, hypervolume) after each finished full-budget trial, until `budget` seconds are spent.
     Compute is charged when an epoch starts, so a point finished at `spent` cost no more than `spent`."""
     suggest, complete = suggester(table, cfg, strategy, seed)
-    rungs = asha.rung_epochs(rule.grace_period, table.epochs, rule.reduction_factor) \
-        if rule.scheduler != "none" else []
+    plans: dict[str, tuple[int, list[int]]] = {}  # trial: its bracket and that bracket's rungs
     running: list[tuple[float, int, str, tuple, int]] = []  # (time the epoch ends, order, trial, key, epoch)
     spent, n, front, curve = 0.0, 0, [], []
 
@@ -115,6 +117,8 @@ def replay(table: Table, cfg: Config, strategy: str, rule: Rule, seed: int | Non
         if point is None:
             return
         key = point_key(point)
+        plans[f"s{seed}-{n}"] = trial_rungs(f"s{seed}-{n}", rule.grace_period, table.epochs, rule.reduction_factor,
+                                            rule.brackets) if rule.scheduler != "none" else (0, [])
         spent += table.records[key].seconds[0]
         heapq.heappush(running, (now + table.records[key].seconds[0], n, f"s{seed}-{n}", key, 1))
         n += 1
@@ -125,7 +129,9 @@ def replay(table: Table, cfg: Config, strategy: str, rule: Rule, seed: int | Non
         clock, order, trial_id, key, epoch = heapq.heappop(running)
         record = table.records[key]
         diverged = epoch == len(record.metrics) and record.final is None
-        stop = not diverged and epoch in rungs and stop_at_rung(table, rule, rung_dir, epoch, trial_id, record)
+        bracket, rungs = plans[trial_id]
+        stop = not diverged and epoch in rungs and stop_at_rung(table, rule, asha.bracket_dir(rung_dir, bracket), epoch,
+                                                                trial_id, record)
         if epoch == table.epochs or stop or diverged:
             full = epoch == table.epochs and record.final is not None
             complete(trial_id, {"metric": record.metrics[epoch - 1],
@@ -223,6 +229,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--schedulers", nargs="+", default=list(SCHEDULERS), choices=SCHEDULERS)
     parser.add_argument("--grace-period", type=int, default=1)
     parser.add_argument("--reduction-factor", type=float, default=2.0)
+    parser.add_argument("--brackets", type=int, default=1, help="Hyperband brackets of the schedulers")
     parser.add_argument("--jobs", type=int, default=1, help="processes replaying seeds side by side")
     parser.add_argument("--name", default="search_replay", help="output files: OUT/NAME.{md,json,png}")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -237,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Run]]:
     cfg = replay_config(args.config, args.methods)
     source = args.source or describe(args.table)
     table = load_table(cfg, args.table, source)
-    combos = [(s, Rule(sch, args.workers, args.grace_period, args.reduction_factor))
+    combos = [(s, Rule(sch, args.workers, args.grace_period, args.reduction_factor, args.brackets))
               for s in args.strategies for sch in args.schedulers]
     runs = run_all(table, cfg, combos, args.seeds, args.jobs)
     for name, seeds in runs.items():

@@ -72,7 +72,7 @@ def markdown(runs: dict[str, list[Run]], table: Table, args: Any, command: str) 
         f"{load_average()} at the end). The table: {table.source} ({len(table)} points, {table.epochs} epochs "
         f"each, {table.compute / 60:.0f} trial-minutes in all, objectives {', '.join(table.objectives)}). "
         f"{seeds} seeds, {args.workers} trials at once, simulated time; rungs at grace period {args.grace_period}, "
-        f"η {args.reduction_factor:g}. Hypervolume as a share of the whole table's; compute as a share of the "
+        f"η {args.reduction_factor:g}, {args.brackets} bracket{'s' if args.brackets > 1 else ''}. Hypervolume as a share of the whole table's; compute as a share of the "
         "table's (every epoch of every point): medians over seeds; the compute to a target is the median "
         "[IQR] over seeds, quantiles without interpolation (how many seeds reached it within the table's "
         "compute; — past it). Plot: "
@@ -136,7 +136,7 @@ def report(runs: dict[str, list[Run]], table: Table, args: Any, command: str) ->
     payload = {"command": command, "cpu": cpu_model(), "table": table.source, "points": len(table),
                "epochs": table.epochs, "table_seconds": table.compute, "reference": table.reference,
                "hypervolume": table.best, "budgets": BUDGETS, "targets": TARGETS, "workers": args.workers,
-               "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
+               "grace_period": args.grace_period, "reduction_factor": args.reduction_factor, "brackets": args.brackets,
                "runs": {name: [asdict(r) for r in seeds] for name, seeds in runs.items()}}
     write(args.name, payload, md, args.out)
     return md

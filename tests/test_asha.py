@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from orchestrator.engine.asha import record_and_decide, rung_epochs, should_stop
+from orchestrator.base.rungs import bracket_of, max_brackets, rung_epochs, trial_rungs
+from orchestrator.engine.asha import record_and_decide, should_stop
 
 
 def test_rungs_are_grace_times_eta_powers_below_the_budget() -> None:
@@ -15,6 +16,39 @@ def test_rungs_are_grace_times_eta_powers_below_the_budget() -> None:
     assert rung_epochs(1, 9, 3) == [1, 3]
     assert rung_epochs(2, 2, 2) == []  # a rung at the last epoch decides nothing
     assert rung_epochs(1, 1, 2) == []
+
+
+def test_hyperband_brackets_start_later_and_are_drawn_as_ray_draws_them(tmp_path) -> None:
+    """Bracket s first compares at grace · η^s; the last bracket may never compare. A trial's bracket is Ray's
+    softmax draw over the brackets' numbers of rungs, fixed by its id (a restarted trial keeps it)."""
+    from orchestrator.config.schema import with_values
+    from orchestrator.search.tune import early_stop_spec
+    from orchestrator.spec.load import load_config
+
+    assert [rung_epochs(1, 9, 2, s) for s in range(4)] == [[1, 2, 4, 8], [2, 4, 8], [4, 8], [8]]
+    assert rung_epochs(1, 3, 2, 2) == [] and max_brackets(1, 3, 2) == 3 and max_brackets(1, 1, 2) == 1
+    drawn = [bracket_of(f"trial_{i:05d}", [2, 1, 0]) for i in range(20000)]
+    weights = np.exp([0.0, -1.0, -2.0])
+    shares = [drawn.count(b) / len(drawn) for b in range(3)]
+    assert shares == pytest.approx(list(weights / weights.sum()), abs=0.015)  # 0.665, 0.245, 0.090
+    assert [bracket_of(f"trial_{i:05d}", [2, 1, 0]) for i in range(50)] == drawn[:50]  # the same every time
+    assert {bracket_of(f"trial_{i:05d}", [3]) for i in range(50)} == {0}
+    # a sweep's trial: its bracket's rungs, and rung records of its own bracket (the first bracket's where they were)
+    from orchestrator.base.sweep_folder import SweepFolder
+
+    cfg = load_config("search_spaces/glue.yaml", [f"results_dir={tmp_path}", "search.brackets=3"])
+    folder = SweepFolder.under(cfg.results_dir, cfg.name)
+    plans = {f"t{i}": trial_rungs(f"t{i}", 1, 3, 2.0, 3) for i in range(40)}
+    assert {bracket for bracket, _ in plans.values()} == {0, 1, 2}
+    for trial_id, (bracket, rungs) in plans.items():
+        spec = early_stop_spec(cfg, folder, trial_id)
+        if bracket == 2:
+            assert spec is None  # the last bracket runs to the end
+            continue
+        assert spec.rungs == ((1, 2) if bracket == 0 else (2,)) == tuple(rungs)
+        own = folder.rung_dir("mo_asha") / ("bracket_1" if bracket == 1 else "")
+        assert spec.rung_dir == str(own).rstrip("/") and spec.objectives == ("metric", "params", "flops")
+    assert early_stop_spec(with_values(cfg, {"search.scheduler": "none"}), folder, "t0") is None
 
 
 def test_cutoff_is_the_top_one_over_eta_quantile_of_earlier_records() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from orchestrator.engine import console
 from orchestrator.search import sweep_console
 
@@ -96,6 +98,14 @@ def test_dry_run_budget_counts_trial_epochs() -> None:
     grid = load_config(REPO / "search_spaces" / "quickstart.yaml",
                        ["search.sampler=grid", "search.scheduler=none", 'space={"method.rank": {"grid": [4, 8]}}'])
     assert budget_line(grid) == "2 trials x 3 epochs = at most 6 trial-epochs"
+    bracketed = load_config(REPO / "search_spaces" / "glue.yaml", ["search.brackets=3"])
+    assert budget_line(bracketed).endswith("; 3 brackets, whose trials are first compared at epoch 1, epoch 2, never")
+    # more brackets than there are distinct first rungs: the key, the bound and why
+    from orchestrator.config.schema import ConfigError
+
+    with pytest.raises(ConfigError, match=r"search\.brackets: must lie in \[1, 3\] with grace_period 1, "
+                                          r"reduction_factor 2 and 3 train\.epochs .* got 4"):
+        load_config(REPO / "search_spaces" / "glue.yaml", ["search.brackets=4"])
 
 
 def test_the_summary_judges_the_front_against_the_teacher(tmp_path) -> None:

@@ -182,3 +182,21 @@ def test_the_points_the_hypervolume_rests_on() -> None:
     assert [key for _, key in held] == [(("method.name", "pc_lora"), ("method.rank", 8))]
     assert held[0][0] == pytest.approx(1 - 35 / 135)
     assert "1 of the 4 points" in resting_points(tiny_table()) and "rank=8: 74.1%" in resting_points(tiny_table())
+
+
+def test_brackets_keep_their_own_rung_records(cfg, tmp_path: Path) -> None:
+    """Two brackets on the 2-epoch table: the first compares at epoch 1, the second never. In the grid's order the
+    trial ids sNone-0..3 fall in brackets 0, 1, 0, 0 (orchestrator.base.rungs.trial_rungs), so r16 runs to the end
+    unrecorded and r8 is judged against r4 alone; one bracket records all three."""
+    from orchestrator.base.rungs import trial_rungs
+
+    assert [trial_rungs(f"sNone-{i}", 1, 2, 2.0, 2)[0] for i in range(4)] == [0, 1, 0, 0]
+
+    def recorded(brackets: int) -> list[str]:
+        rung_dir = tmp_path / str(brackets)
+        R.replay(tiny_table(), cfg, "grid", R.Rule("asha", workers=1, brackets=brackets), None, COMPUTE, rung_dir)
+        assert not (rung_dir / "bracket_1").exists()  # the second bracket has no rung
+        return [json.loads(line)["trial_id"] for line in (rung_dir / "rung_1.jsonl").read_text().splitlines()]
+
+    assert recorded(1) == ["sNone-0", "sNone-1", "sNone-2"]  # r32 diverged in its first epoch: never recorded
+    assert recorded(2) == ["sNone-0", "sNone-2"]

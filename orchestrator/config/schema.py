@@ -117,6 +117,9 @@ class SearchConfig:
     grace_period: int = 1
     # ASHA's η: at each rung a trial goes on only if it is in the top 1/η of those recorded there.
     reduction_factor: float = 2.0
+    # Hyperband's brackets: bracket s first compares a trial at grace_period · η^s epochs (the last may never);
+    # each trial is drawn into one (orchestrator/base/rungs.py). 1: plain (MO-)ASHA.
+    brackets: int = 1
     max_concurrent_trials: int | None = None
     # Ablations: every configuration is repeated once per seed (sets train.seed).
     seeds: list[int] | None = None

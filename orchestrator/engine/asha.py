@@ -10,6 +10,9 @@ trial reaching a rung is stopped when its metric is below the (1 − 1/η) quant
 earlier trials recorded at that rung (the first trial at a rung always goes on). Rung records live
 in the sweep folder, so every trial of a sweep (on any node that sees the storage) shares them.
 
+Brackets (`search.brackets`, Hyperband's): each bracket has its own rungs (orchestrator/base/rungs.py) and its
+own rung records (`bracket_dir`); one bracket, the default, is the rule above.
+
 MO-ASHA (`search.scheduler: mo_asha`; Schmucker et al. 2021, "Multi-objective Asynchronous Successive
 Halving"): the same rungs and records, but a trial's record is its vector of the sweep's objectives at
 the rung (the metric so far, and the params/FLOPs of the model it will deploy, known from the start).
@@ -32,16 +35,10 @@ from orchestrator.base.fs import file_lock
 from orchestrator.base.pareto import nondominated_order, nondominated_ranks
 
 
-def rung_epochs(grace_period: int, max_epochs: int, reduction_factor: float) -> list[int]:
-    """Epochs at which a trial is compared with the others (never the last one: it finishes anyway)."""
-    rungs, k = [], 0
-    while True:
-        epoch = int(grace_period * reduction_factor**k)
-        if epoch >= max_epochs:
-            return rungs
-        if not rungs or epoch > rungs[-1]:
-            rungs.append(epoch)
-        k += 1
+def bracket_dir(rung_dir: Path, bracket: int) -> Path:
+    """Where a bracket's rung records live: the scheduler's folder for the first (as before brackets), a
+    subfolder for each later one."""
+    return Path(rung_dir) if bracket == 0 else Path(rung_dir) / f"bracket_{bracket}"
 
 
 def should_stop(earlier: list[float], value: float, reduction_factor: float) -> bool:

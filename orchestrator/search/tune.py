@@ -23,6 +23,7 @@ import pandas as pd
 from orchestrator.base.fs import LockHeld, atomic_write_text, held_lock
 from orchestrator.base.pareto import hypervolume
 from orchestrator.base.redact import redact
+from orchestrator.base.rungs import trial_rungs
 from orchestrator.base.sweep_folder import SweepFolder
 from orchestrator.config.records import EarlyStopSpec
 from orchestrator.config.schema import Config, config_from_dict, dump_yaml, objective_pairs, with_values
@@ -101,16 +102,21 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str |
         tracking.close_trial_run(cfg, trial_id, done)
         tune.report(tune_result(done, cfg.search.objectives))  # a diverged one's metric is null
         return
-    early_stop = None
-    rungs = asha.rung_epochs(cfg.search.grace_period, cfg.train.epochs, cfg.search.reduction_factor)
-    if cfg.search.scheduler != "none" and rungs:
-        multi = cfg.search.scheduler == "mo_asha"
-        pairs = objective_pairs(cfg) if multi else []
-        early_stop = EarlyStopSpec(rung_dir=str(folder.rung_dir(cfg.search.scheduler)), trial_id=trial_id,
-                                   rungs=tuple(rungs), reduction_factor=cfg.search.reduction_factor,
-                                   objectives=tuple(m for m, _ in pairs), directions=tuple(d for _, d in pairs))
     fit(cfg, trial_dir, in_tune=True, in_trial=cfg.resources.trainer == "trial", parent_run_id=parent_run_id,
-        early_stop=early_stop)
+        early_stop=early_stop_spec(cfg, folder, trial_id))
+
+
+def early_stop_spec(cfg: Config, folder: SweepFolder, trial_id: str) -> EarlyStopSpec | None:
+    """How the trial stops itself early (orchestrator/engine/asha.py): its bracket's rungs and rung records; None
+    when the sweep has no scheduler or its bracket no rung."""
+    s = cfg.search
+    bracket, rungs = trial_rungs(trial_id, s.grace_period, cfg.train.epochs, s.reduction_factor, s.brackets)
+    if s.scheduler == "none" or not rungs:
+        return None
+    pairs = objective_pairs(cfg) if s.scheduler == "mo_asha" else []
+    return EarlyStopSpec(rung_dir=str(asha.bracket_dir(folder.rung_dir(s.scheduler), bracket)), trial_id=trial_id,
+                         rungs=tuple(rungs), reduction_factor=s.reduction_factor,
+                         objectives=tuple(m for m, _ in pairs), directions=tuple(d for _, d in pairs))
 
 
 def max_concurrent(cfg: Config, gpu: bool) -> int:

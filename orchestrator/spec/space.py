@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from orchestrator.base.rungs import rung_epochs
 from orchestrator.config.records import SpaceDimension
 from orchestrator.config.schema import Config
 from orchestrator.recipes import applies, method_specific_keys
@@ -110,7 +111,13 @@ def budget_line(cfg: Config) -> str:
     trials = len(grid_points(cfg)) if cfg.search.sampler == "grid" else cfg.search.num_samples
     epochs = cfg.train.epochs
     line = f"{trials} trials x {epochs} epochs = at most {trials * epochs} trial-epochs"
-    if cfg.search.scheduler != "none" and cfg.search.grace_period < epochs:
-        line += (f"; {cfg.search.scheduler} may stop a trial from epoch {cfg.search.grace_period} on "
-                 f"(about 1/{cfg.search.reduction_factor:g} of the trials go on at each rung)")
+    s = cfg.search
+    if s.scheduler != "none" and s.grace_period < epochs:
+        line += (f"; {s.scheduler} may stop a trial from epoch {s.grace_period} on "
+                 f"(about 1/{s.reduction_factor:g} of the trials go on at each rung)")
+        if s.brackets > 1:
+            firsts = [rungs[0] if (rungs := rung_epochs(s.grace_period, epochs, s.reduction_factor, b)) else None
+                      for b in range(s.brackets)]
+            line += (f"; {s.brackets} brackets, whose trials are first compared at "
+                     f"{', '.join('never' if f is None else f'epoch {f}' for f in firsts)}")
     return line

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.base.choices import unknown_choice
+from orchestrator.base.rungs import max_brackets
 from orchestrator.base.typed import _closest, _coerce, _key_text, _show, _type_name, _why
 from orchestrator.config.constraints import parse as parse_constraint
 from orchestrator.config.schema import (
@@ -227,6 +228,13 @@ def range_problems(cfg: Config) -> list[str]:
          f"resources.trainer: trial trains in the Tune trial's own process, one worker, but resources.workers is "
          f"{r.workers}; set resources.trainer: torch_trainer (or auto) for DDP over several workers")
     p.extend(_search_problems(cfg.search))
+    s = cfg.search
+    rungs_valid = s.grace_period >= 1 and s.reduction_factor > 1  # else reported above, and no rung can be counted
+    most = max_brackets(s.grace_period, t.epochs, s.reduction_factor) if rungs_valid else 1
+    need(1 <= s.brackets <= most,
+         f"search.brackets: must lie in [1, {most}] with grace_period {s.grace_period}, reduction_factor "
+         f"{s.reduction_factor:g} and {t.epochs} train.epochs (bracket s first compares a trial at grace_period · "
+         f"η^s epochs; the last of the {most} never does), got {s.brackets}")
     return p
 
 
