@@ -50,8 +50,6 @@ TEXT_COLUMNS = (("IMDb (acc)", "imdb", "accuracy"),)
 GLUE_TASKS = tuple(t for t in TASKS if t.startswith("glue/"))
 
 
-
-
 def counted(cfg: Config, trials: pd.DataFrame) -> pd.DataFrame:
     """The trials a front is drawn from: full budget, and within `search.constraints` (recomputed from the
     row, so a report rebuilt from trials.csv agrees with the sweep)."""
