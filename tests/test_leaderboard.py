@@ -197,7 +197,8 @@ def test_glue_table_cells_and_score(built: Path) -> None:
     assert fft["CoLA (MCC)"] == "60.0" and fft["MRPC (acc)"] == "85.0" and fft["GLUE score"] == "73.5"
     assert fft["params kept %"] == "100.0" and fft["configuration"] == "–"
     kd = row_of(rows, method="kd_lora")
-    assert kd["CoLA (MCC)"] == "57.0" and kd["configuration"] == "r=8, student=6 layers, kd=0.44, T=2"
+    assert kd["CoLA (MCC)"] == "57.0 (95.0 % FFT; no ceiling: a student cut from the teacher)"
+    assert kd["configuration"] == "r=8, student=6 layers, kd=0.44, T=2"
     lora = row_of(rows, method="lora")
     assert lora["RTE (acc)"] == "66.0" and lora["CoLA (MCC)"] == "58.0"
     sources = md_table(text, "model", after="### Sources")
@@ -220,7 +221,7 @@ def test_cifar_table(built: Path) -> None:
 
 def test_compression_budgets_pick_the_best_trial_under_each(built: Path) -> None:
     text = (built / "compression.md").read_text()
-    section = "## glue/cola — bert-base-uncased"
+    section = "## glue/cola — bert-base-uncased (training examples: all; epochs: 3; max length: ?)"  # its own budget
     assert "References: FFT 60.0 (glue-cola/c6); LoRA 58.0 (glue-cola/c7)." in text.split(section)[1].split("##")[0]
     by_params = {r["budget"]: r for r in md_table(text, "budget", after=section)}
     assert {b: (r["mcc"], r["sweep/trial"]) for b, r in by_params.items()} == {
@@ -462,6 +463,11 @@ def test_a_cut_off_sweep_is_read_from_its_trial_folders_and_labelled_so(tmp_path
     text = (results / "leaderboards" / "imdb.md").read_text()
     assert "`gpu/cut` was cut off: 1 of 4 trials finished, no trials.csv" in text
     assert "| bert-base-uncased | fft | 90.0 |" in text and "(cut off: 1 of 4 trials finished)" in text
+    # every planned trial finished, the driver stopped before trials.csv: said so, not "1 of 1 finished"
+    (sweep / "sweep.yaml").write_text("name: cut\n\n# search space\n# grid: 1 points\n")
+    leaderboard.build(results)
+    text = (results / "leaderboards" / "imdb.md").read_text()
+    assert "`gpu/cut` was cut off after all 1 trials finished, before writing trials.csv" in text
 
 
 def _two_scales(results: Path) -> str:
@@ -485,6 +491,24 @@ def test_a_kd_lora_cell_states_its_share_of_fft_and_of_its_students_ceiling(tmp_
     assert "| big | kd_lora | – | 81.0 (90.0 % FFT; 96.4 % ceiling) |" in text
     assert "| small (student ceiling) | fft | – | 84.0 |" in text  # the reference row, in the big scale
     assert "| tiny | kd_lora | – | 70.0 (87.5 % FFT; ceiling not measured) |" in text
+    # compression.md: the ceiling's section says it is a reference, not a compression method with an "FFT" of its own
+    compression = (tmp_path / "results" / "leaderboards" / "compression.md").read_text()
+    ceiling = compression.split("## glue/sst2 — small (student ceiling)")[1].split("\n## ")[0]
+    assert "its ceiling), a reference row, not a compression method; sizes as % of the teacher" in ceiling
+    assert "References:" not in ceiling and "Base model:" not in ceiling
+    assert "References: FFT 90.0" in compression.split("## glue/sst2 — big")[1].split("\n## ")[0]
+
+
+def test_a_student_cut_from_its_teacher_states_its_share_of_fft_and_that_it_has_no_ceiling(tmp_path: Path) -> None:
+    """KD-LoRA with `method.student_layers` (no checkpoint of its own to fine-tune alone): the cell still gives its
+    share of the FFT teacher, and says why no ceiling (cifar.md's DINOv2 cell read '77.2' with neither)."""
+    results = tmp_path / "results"
+    write_sweep(results, "cut", [trial("f", "glue/sst2", "fft", {"accuracy": 0.80}, model="/m/tiny"),
+                                 trial("k", "glue/sst2", "kd_lora", {"accuracy": 0.72}, model="/m/tiny",
+                                       **{"method.student_layers": 2})])
+    leaderboard.build(results)
+    text = (results / "leaderboards" / "glue.md").read_text()
+    assert "| tiny | kd_lora | – | 72.0 (90.0 % FFT; no ceiling: a student cut from the teacher) |" in text
 
 
 def test_without_a_ceiling_row_a_kd_lora_cell_reads_the_ceiling_its_own_sweep_cached(tmp_path: Path) -> None:

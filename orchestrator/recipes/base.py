@@ -105,6 +105,9 @@ class Recipe:
     display_name: ClassVar[str]        # how tables and plots name the method
     is_baseline: ClassVar[bool] = False  # FFT and LoRA: the references every table compares against
     is_full_finetune: ClassVar[bool] = False  # FFT: its score is the reference (100 %) of its model and task
+    # KD-LoRA and the like: what ships is a student (another checkpoint, or the model cut to fewer layers), so its
+    # cells state their share of the FFT teacher and of the student's own FFT ceiling
+    trains_student: ClassVar[bool] = False
     # The method's own config keys, a dataclass in orchestrator/config/settings/ (fields, defaults, checks).
     settings: ClassVar[type[MethodSettings]] = MethodSettings
     # Values for keys the config leaves null (train.lr: null = the method's own learning rate).

@@ -48,6 +48,7 @@ class DistilCompress(Recipe):
     name = "distil_compress"
     display_name = "KD-LoRA student + PC-LoRA"
     settings = DistilCompressSettings
+    trains_student = True
     # PC-LoRA's own rates (start-specific, width-scaled), read on the student: the network being compressed.
     defaults = pc_lora.RECIPE.defaults
     lr_range = pc_lora.RECIPE.lr_range

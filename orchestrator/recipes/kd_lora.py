@@ -65,6 +65,7 @@ class KDLoRA(Recipe):
     name = "kd_lora"
     display_name = "KD-LoRA"
     settings = KDLoRASettings
+    trains_student = True
     defaults = {"train.lr": 5.0e-4}
     lr_range = (2.0e-4, 3.0e-3)
 

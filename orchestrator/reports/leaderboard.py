@@ -27,6 +27,7 @@ from orchestrator.base.fs import atomic_path, atomic_write_text, file_lock
 from orchestrator.base.sweep_folder import TRIALS, SweepFolder
 from orchestrator.config.records import TrialFiles
 from orchestrator.config.schema import ConfigError
+from orchestrator.reports.compression_page import compression_markdown
 from orchestrator.reports.leaderboard_rows import (
     LEADERBOARD_DIR,
     PROVENANCE,
@@ -52,7 +53,6 @@ from orchestrator.reports.report import (  # noqa: F401 - the leaderboards' tabl
     _task_order,
     best_per_task,
     cifar_markdown,
-    compression_markdown,
     config_label,
     glue_markdown,
     task_slug,

@@ -200,9 +200,13 @@ def trial_folder_rows(sweep_dir: Path, results_dir: Path, problems: list[str]) -
                        source="trial folders (cut off)")
             rows.append(row)
     planned = _grid_size(SweepFolder(sweep_dir).sweep_yaml)
-    cut_off = f"cut off: {len(rows)} of {planned} trials finished" if planned else f"cut off: {len(rows)} finished"
+    if planned and len(rows) >= planned:  # every trial ended; the driver stopped before its summary
+        cut_off, state = f"cut off after all {planned} trials finished", "before writing trials.csv"
+    else:
+        cut_off = f"cut off: {len(rows)} of {planned} trials finished" if planned else f"cut off: {len(rows)} finished"
+        state = "no trials.csv"
     for row in rows:
-        row["cut_off"] = f"{cut_off}, no trials.csv"
+        row["cut_off"] = f"{cut_off}, {state}"
         row["command"] += f" ({cut_off})"
     return rows
 

@@ -121,28 +121,37 @@ def _best(rows: pd.DataFrame) -> pd.Series | None:
     return rows.sort_values("metric", ascending=False).iloc[0] if len(rows) else None
 
 
+CUT_STUDENT = "no ceiling: a student cut from the teacher"  # no checkpoint of its own to fine-tune alone
+
+
 def annotate(rows: pd.DataFrame) -> pd.DataFrame:
-    """`reference_note` on every trial with a student: its share of the FFT teacher and of its student's
+    """`reference_note` on every trial that trains a student: its share of the FFT teacher and of its student's
     ceiling, on the task's primary metric ('95.5 % FFT; 99.1 % ceiling')."""
     rows = rows.reset_index(drop=True)
     rows["reference_note"] = None
     fft = rows.apply(_is_fft, axis=1) if len(rows) else pd.Series(dtype=bool)
     for i, row in rows.iterrows():
-        student = student_name(row)
-        if student is None:
+        recipe = _recipe(row)
+        if recipe is None or not recipe.trains_student:
             continue
         task = rows["task"] == row["task"]
         teacher = _best(rows[task & fft & (rows["model_name"] == row["model_name"])])
-        ceiling = _best(rows[task & (rows["ceiling_of"] == student)])
-        parts = []
-        for name, ref in (("FFT", teacher), ("ceiling", ceiling)):
-            share = None if ref is None else row_reference(name, ref).share(row["metric"])
-            if share is None and name == "ceiling":
-                cached = _share_of_recorded(row, student)
-                share, name = (cached, "cached ceiling") if cached is not None else (None, name)
-            parts.append(f"{name} not measured" if share is None else f"{share:.1f} % {name}")
+        share = None if teacher is None else row_reference("FFT", teacher).share(row["metric"])
+        parts = ["FFT not measured" if share is None else f"{share:.1f} % FFT"]
+        student = student_name(row)
+        parts.append(CUT_STUDENT if student is None else _ceiling_part(row, student, rows[task]))
         rows.at[i, "reference_note"] = "; ".join(parts)
     return rows
+
+
+def _ceiling_part(row: pd.Series, student: str, task_rows: pd.DataFrame) -> str:
+    """'98.1 % ceiling', '99.0 % cached ceiling' (its own sweep's) or 'ceiling not measured'."""
+    ceiling = _best(task_rows[task_rows["ceiling_of"] == student])
+    share = None if ceiling is None else row_reference("ceiling", ceiling).share(row["metric"])
+    if share is not None:
+        return f"{share:.1f} % ceiling"
+    cached = _share_of_recorded(row, student)
+    return "ceiling not measured" if cached is None else f"{cached:.1f} % cached ceiling"
 
 
 def _share_of_recorded(row: pd.Series, student: str) -> float | None:
@@ -188,7 +197,8 @@ def scaled_page(title: str, tasks: tuple[str, ...], scales: list[Scale],
              "Reference rows: `fft` on the section's model is the FFT teacher (100 %); a `(" + CEILING + ")` row is "
              "the KD-LoRA student fully fine-tuned alone on the same task and budget, its sizes against the "
              "section's model. Each KD-LoRA cell gives its share of both on the task's primary metric (on the "
-             "task's first column), or says the ceiling was not measured; a `cached ceiling` is the one the KD-LoRA "
+             "task's first column), or says the ceiling was not measured (or that there is none: a student cut from "
+             "the teacher has no checkpoint of its own to fine-tune); a `cached ceiling` is the one the KD-LoRA "
              "trial's own sweep fine-tuned (on its teacher's budget) where no listed sweep has such a row.", ""]
     for scale, rows in mine:
         lines += _section(writer(rows), scale, rows)

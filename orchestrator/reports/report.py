@@ -7,7 +7,6 @@ gathered frame): no Ray, no MLflow, so reports can be rebuilt from committed fil
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -335,61 +334,6 @@ def under_budget(rows: pd.DataFrame, cost: str, budget_pct: float) -> pd.Series 
 def _task_order(tasks: Any) -> list[str]:
     names = list(TASKS)
     return sorted(set(tasks), key=names.index)
-
-
-def compression_markdown(frame: pd.DataFrame) -> str:
-    lines = _header("Compression leaderboard", frame, tuple(TASKS))
-    lines += ["Per task and base model: the best primary metric (×100) reached by any method at or under "
-              f"{', '.join(f'{b} %' for b in BUDGETS)} of the base model's parameters (the deployable model) "
-              "and of its forward FLOPs (one example). FFT and LoRA, the uncompressed references, are given "
-              "above each table.", ""]
-    if len(frame) == 0:
-        return "\n".join(lines + ["No finished full-budget trial yet."]) + "\n"
-    used = []
-    for task in _task_order(frame["task"]):
-        for model in sorted(frame.loc[frame["task"] == task, "model_name"].unique()):
-            rows = frame[(frame["task"] == task) & (frame["model_name"] == model)]
-            base = rows.iloc[0]
-            metric_name = rows["metric_name"].dropna().iloc[0] if rows["metric_name"].notna().any() else "metric"
-            lines += [f"## {task} — {model}", "",
-                      f"Base model: {base['base_params'] / 1e6:.2f} M parameters, "
-                      f"{base['base_flops'] / 1e9:.3g} GFLOPs per example; metric: {metric_name}."]
-            refs = []
-            for method in recipes.BASELINES:
-                ref = under_budget(rows[rows["method.name"] == method], "params", math.inf)
-                refs.append(f"{recipes.get_recipe(method).display_name} "
-                            + ("–" if ref is None else f"{100 * ref['metric']:.1f} ({ref['sweep']}/{ref['trial_id']})"))
-                if ref is not None:
-                    used.append(ref)
-            lines += ["References: " + "; ".join(refs) + ".", ""]
-            # Both parameter bases: the whole model, and the encoder without embeddings (the papers' basis).
-            bases = [("params", "parameters"), ("params_no_embeddings", "encoder parameters (no embeddings)"),
-                     ("flops", "FLOPs")]
-            for cost, label in bases:
-                if cost not in rows.columns or f"base_{cost}" not in rows.columns:
-                    continue
-                table = []
-                for budget in BUDGETS:
-                    best = under_budget(rows, cost, budget)
-                    if best is None:
-                        table.append([f"≤ {budget} %", "–", "–", "–", "–", "–", "–"])
-                        continue
-                    used.append(best)
-                    mark = quality_mark(task, best)
-                    table.append([f"≤ {budget} %", f"{100 * best['metric']:.1f}{mark}", str(best["method.name"]),
-                                  config_label(best), _pct(best[cost] / best[f"base_{cost}"]),
-                                  f"{best['sweep']}/{best['trial_id']}", str(best["date"])])
-                lines += [f"By {label}:", ""]
-                lines += _md_table(["budget", metric_name, "method", "configuration", f"{label} kept %",
-                                    "sweep/trial", "date"], table) + mark_notes(table)
-                lines.append("")
-    if used:
-        picked = pd.DataFrame(used)
-        lines += ["## Sources", "", "Devices and commands of the trials above:", ""]
-        for (sweep, command), group in sorted(picked.groupby(["sweep", "command"])):
-            devices = ", ".join(sorted(set(map(str, group["device"]))))
-            lines.append(f"- `{sweep}` ({devices}): `{command}`")
-    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------- plots
