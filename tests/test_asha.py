@@ -27,6 +27,10 @@ def test_hyperband_brackets_start_later_and_are_drawn_as_ray_draws_them(tmp_path
 
     assert [rung_epochs(1, 9, 2, s) for s in range(4)] == [[1, 2, 4, 8], [2, 4, 8], [4, 8], [8]]
     assert rung_epochs(1, 3, 2, 2) == [] and max_brackets(1, 3, 2) == 3 and max_brackets(1, 1, 2) == 1
+    # η < 2: two powers can fall on one epoch (1, 1.5); brackets still differ, each one rung shorter than the last
+    assert [rung_epochs(1, 10, 1.5, s) for s in range(3)] == [[1, 2, 3, 5, 7], [2, 3, 5, 7], [3, 5, 7]]
+    assert max_brackets(1, 10, 1.5) == 6
+    assert rung_epochs(1, 100, 1.0000001) == list(range(1, 100))  # every epoch a rung, without 10^7 steps
     drawn = [bracket_of(f"trial_{i:05d}", [2, 1, 0]) for i in range(20000)]
     weights = np.exp([0.0, -1.0, -2.0])
     shares = [drawn.count(b) / len(drawn) for b in range(3)]

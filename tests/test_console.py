@@ -103,9 +103,11 @@ def test_dry_run_budget_counts_trial_epochs() -> None:
     # more brackets than there are distinct first rungs: the key, the bound and why
     from orchestrator.config.schema import ConfigError
 
-    with pytest.raises(ConfigError, match=r"search\.brackets: must lie in \[1, 3\] with grace_period 1, "
+    with pytest.raises(ConfigError, match=r"search\.brackets: at most 3 with grace_period 1, "
                                           r"reduction_factor 2 and 3 train\.epochs .* got 4"):
         load_config(REPO / "search_spaces" / "glue.yaml", ["search.brackets=4"])
+    with pytest.raises(ConfigError, match=r"search\.brackets: 3 brackets need a scheduler .* search\.brackets: 1"):
+        load_config(REPO / "search_spaces" / "glue.yaml", ["search.brackets=3", "search.scheduler=none"])
 
 
 def test_the_summary_judges_the_front_against_the_teacher(tmp_path) -> None:

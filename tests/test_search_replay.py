@@ -200,3 +200,13 @@ def test_brackets_keep_their_own_rung_records(cfg, tmp_path: Path) -> None:
 
     assert recorded(1) == ["sNone-0", "sNone-1", "sNone-2"]  # r32 diverged in its first epoch: never recorded
     assert recorded(2) == ["sNone-0", "sNone-2"]
+
+
+def test_a_table_with_no_hypervolume_rests_on_no_point() -> None:
+    """Every point at or below the reference (best 0): nothing to share, and no division by zero."""
+    from benchmarks.search_table import contributions
+
+    flat = tiny_table()
+    records = {k: Record(r.metrics, r.seconds, (0.0, 200.0) if r.final else None, r.sizes) for k, r in flat.records.items()}
+    empty = Table(records, flat.objectives, flat.directions, flat.epochs, flat.reference, flat.compute, 0.0, "flat")
+    assert contributions(empty) == []

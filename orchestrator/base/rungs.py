@@ -10,20 +10,24 @@ from a hash of the trial's id instead of a random number, so that a restarted tr
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 
 
 def rung_epochs(grace_period: int, max_epochs: int, reduction_factor: float, bracket: int = 0) -> list[int]:
-    """Epochs at which a trial of `bracket` is compared with the others (never the last one: it finishes anyway)."""
-    rungs, k = [], bracket
+    """Epochs at which a trial of `bracket` is compared with the others (never the last one: it finishes anyway):
+    the distinct int(grace_period · η^k) below `max_epochs`, the first `bracket` of them left out. Bracket s thus
+    has one rung fewer than bracket s − 1, as in Ray, also where η < 2 makes two powers fall on one epoch."""
+    rungs, k = [], 0
     while True:
         epoch = int(grace_period * reduction_factor**k)
         if epoch >= max_epochs:
-            return rungs
+            return rungs[bracket:]
         if not rungs or epoch > rungs[-1]:
             rungs.append(epoch)
-        k += 1
+        # straight to the first power past this epoch: an η just above 1 would otherwise take millions of steps
+        k = max(k + 1, math.ceil(math.log((epoch + 1) / grace_period, reduction_factor)))
 
 
 def bracket_of(trial_id: str, rung_counts: list[int]) -> int:
@@ -46,8 +50,5 @@ def trial_rungs(trial_id: str, grace_period: int, max_epochs: int, reduction_fac
 
 
 def max_brackets(grace_period: int, max_epochs: int, reduction_factor: float) -> int:
-    """How many brackets differ: up to the first that has no rung (a trial there runs to the end), included."""
-    bracket = 0
-    while rung_epochs(grace_period, max_epochs, reduction_factor, bracket):
-        bracket += 1
-    return bracket + 1
+    """How many brackets differ: one per rung of the first, and the last with none (its trials run to the end)."""
+    return len(rung_epochs(grace_period, max_epochs, reduction_factor)) + 1

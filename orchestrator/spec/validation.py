@@ -228,14 +228,27 @@ def range_problems(cfg: Config) -> list[str]:
          f"resources.trainer: trial trains in the Tune trial's own process, one worker, but resources.workers is "
          f"{r.workers}; set resources.trainer: torch_trainer (or auto) for DDP over several workers")
     p.extend(_search_problems(cfg.search))
-    s = cfg.search
-    rungs_valid = s.grace_period >= 1 and s.reduction_factor > 1  # else reported above, and no rung can be counted
-    most = max_brackets(s.grace_period, t.epochs, s.reduction_factor) if rungs_valid else 1
-    need(1 <= s.brackets <= most,
-         f"search.brackets: must lie in [1, {most}] with grace_period {s.grace_period}, reduction_factor "
-         f"{s.reduction_factor:g} and {t.epochs} train.epochs (bracket s first compares a trial at grace_period · "
-         f"η^s epochs; the last of the {most} never does), got {s.brackets}")
+    p.extend(_bracket_problems(cfg.search, t.epochs))
     return p
+
+
+def _bracket_problems(s: SearchConfig, epochs: int) -> list[str]:
+    """search.brackets against the scheduler and the rungs the training budget has (orchestrator/base/rungs.py)."""
+    if s.brackets < 1:
+        return [f"search.brackets: must be at least 1, got {s.brackets}"]
+    if s.brackets == 1:
+        return []
+    if s.scheduler == "none":
+        return [f"search.brackets: {s.brackets} brackets need a scheduler that compares trials at rungs; set "
+                "search.scheduler: mo_asha (or asha), or search.brackets: 1"]
+    if s.grace_period < 1 or s.reduction_factor <= 1:
+        return []  # reported by _search_problems; no rung can be counted
+    most = max_brackets(s.grace_period, epochs, s.reduction_factor)
+    if s.brackets <= most:
+        return []
+    return [f"search.brackets: at most {most} with grace_period {s.grace_period}, reduction_factor "
+            f"{s.reduction_factor:g} and {epochs} train.epochs (bracket s first compares a trial at the first "
+            f"bracket's (s+1)-th rung; the last of the {most} never does), got {s.brackets}"]
 
 
 def _search_problems(s: SearchConfig) -> list[str]:
