@@ -163,9 +163,9 @@ def contributions(table: Table) -> list[tuple[float, tuple]]:
     """Each full-budget point's exclusive share of the table's hypervolume (how much smaller it is without that
     point), largest first, zeros left out. A point holding more than 1 − t of it must itself be found before a
     searcher can reach the share t: on a table where one point holds 4 %, reaching 95 % is finding that point."""
-    finals = {key: r.final for key, r in table.records.items() if r.final}
     if table.best <= 0:  # no point beats the reference: there is no hypervolume to share
         return []
+    finals = {key: r.final for key, r in table.records.items() if r.final}
     shares = []
     for key in finals:
         rest = [final for other, final in finals.items() if other != key]

@@ -44,9 +44,9 @@ def bracket_of(trial_id: str, rung_counts: list[int]) -> int:
 def trial_rungs(trial_id: str, grace_period: int, max_epochs: int, reduction_factor: float,
                 brackets: int = 1) -> tuple[int, list[int]]:
     """(bracket, rung epochs) of one trial of a sweep with `brackets` brackets."""
-    per_bracket = [rung_epochs(grace_period, max_epochs, reduction_factor, s) for s in range(brackets)]
-    bracket = bracket_of(trial_id, [len(rungs) for rungs in per_bracket])
-    return bracket, per_bracket[bracket]
+    rungs = rung_epochs(grace_period, max_epochs, reduction_factor)  # bracket s: these from the (s+1)-th on
+    bracket = bracket_of(trial_id, [max(0, len(rungs) - s) for s in range(brackets)])
+    return bracket, rungs[bracket:]
 
 
 def max_brackets(grace_period: int, max_epochs: int, reduction_factor: float) -> int:

@@ -13,7 +13,6 @@ from orchestrator.config.budgets import budget_text
 from orchestrator.reports.marks import mark_notes, quality_mark
 from orchestrator.reports.report import (
     BUDGETS,
-    TASKS,
     _header,
     _md_table,
     _pct,
@@ -21,6 +20,7 @@ from orchestrator.reports.report import (
     config_label,
     under_budget,
 )
+from orchestrator.tasks import TASKS
 
 
 def compression_markdown(frame: pd.DataFrame) -> str:

@@ -116,8 +116,7 @@ def budget_line(cfg: Config) -> str:
         line += (f"; {s.scheduler} may stop a trial from epoch {s.grace_period} on "
                  f"(about 1/{s.reduction_factor:g} of the trials go on at each rung)")
         if s.brackets > 1:
-            firsts = [rungs[0] if (rungs := rung_epochs(s.grace_period, epochs, s.reduction_factor, b)) else None
-                      for b in range(s.brackets)]
-            line += (f"; {s.brackets} brackets, whose trials are first compared at "
-                     f"{', '.join('never' if f is None else f'epoch {f}' for f in firsts)}")
+            rungs = rung_epochs(s.grace_period, epochs, s.reduction_factor)  # bracket b starts at rungs[b]
+            firsts = [f"epoch {rungs[b]}" if b < len(rungs) else "never" for b in range(s.brackets)]
+            line += f"; {s.brackets} brackets, whose trials are first compared at {', '.join(firsts)}"
     return line
