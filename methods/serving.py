@@ -34,7 +34,13 @@ from torch import Tensor, nn
 
 from methods import serving_attention
 from methods.pc_lora import PCLoRALinear
-from methods.serving_runtime import CheckedCompile, DropFullMask, GraphedModel, relative_error
+from methods.serving_runtime import (
+    CheckedCompile,
+    DropFullMask,
+    GraphedModel,
+    relative_error,
+    serve_unpadded_attention,
+)
 
 __all__ = ["GraphedModel", "LowRankLinear", "LowRankMLP", "fold", "prepare"]
 
@@ -194,6 +200,8 @@ def prepare(model: nn.Module, device: torch.device | str = "cuda", dtype: torch.
     compile and the mask."""
     device = torch.device(device)
     model = model.eval().to(device=device, dtype=dtype).requires_grad_(False)
+    # Before any wrapper: the attention implementation is set on the transformers model itself.
+    attention = serve_unpadded_attention(model) if drop_full_mask else "kept"
     report: dict[str, Any] = {"fused_attention": _fuse_attention(model, qkv_up, device, dtype) if fuse_qkv else "off"}
     report.update(fold(model))
     mlps = [m for m in model.modules() if isinstance(m, LowRankMLP)]
@@ -210,6 +218,7 @@ def prepare(model: nn.Module, device: torch.device | str = "cuda", dtype: torch.
         model = GraphedModel(model)
     report["cuda_graphs"] = isinstance(model, GraphedModel)
     report["drop_full_mask"] = drop_full_mask
+    report["attention_implementation"] = attention
     if drop_full_mask:
         model = DropFullMask(model)
     model.serving = report

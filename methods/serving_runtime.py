@@ -108,7 +108,9 @@ class DropFullMask(nn.Module):
     """Calls the model without ``attention_mask`` when every entry is 1 (the same function: transformers
     reads a missing mask as all ones). Why: under CUDA graph capture and torch.compile, transformers cannot
     look at the mask's values, so it materialises it and SDPA cannot take its flash kernel; without a mask
-    it can. Costs one host sync per call when the mask is on the GPU (none when it comes from the host)."""
+    it can (with :func:`serve_unpadded_attention`, also on transformers releases that materialise a missing
+    mask while capturing). Costs one host sync per call when the mask is on the GPU (none when it comes
+    from the host)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -119,3 +121,35 @@ class DropFullMask(nn.Module):
         if mask is not None and bool(mask.all()):
             inputs = {k: v for k, v in inputs.items() if k != "attention_mask"}
         return self.model(**inputs)
+
+
+UNPADDED_SDPA = "sdpa_unpadded"
+
+
+def _unpadded_sdpa_mask(*args: Any, attention_mask: Tensor | None = None,
+                        allow_is_bidirectional_skip: bool = False, **kwargs: Any) -> Tensor | None:
+    """transformers' SDPA mask, except that no padding mask on a bidirectional layer means no mask at all.
+    transformers up to 5.17 skips the mask only when it is not tracing, and counts CUDA graph capture as
+    tracing: under GraphedModel it built an all-True 4D mask, with which SDPA left its fused kernels for
+    the float32 math path (on the H200: fp32 GEMMs and casts, 2.5x slower at batch 256). 5.23 skips it."""
+    from transformers.masking_utils import sdpa_mask
+
+    if attention_mask is None and allow_is_bidirectional_skip and kwargs.get("local_size") is None:
+        return None
+    return sdpa_mask(*args, attention_mask=attention_mask,
+                     allow_is_bidirectional_skip=allow_is_bidirectional_skip, **kwargs)
+
+
+def serve_unpadded_attention(model: nn.Module) -> str:
+    """Switch a transformers model that attends with SDPA to :data:`UNPADDED_SDPA` (the same attention, the
+    mask rule of :func:`_unpadded_sdpa_mask`); what was done, for prepare()'s report."""
+    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if implementation != "sdpa":
+        return f"kept ({implementation or 'not a transformers model'})"
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    AttentionInterface.register(UNPADDED_SDPA, sdpa_attention_forward)
+    AttentionMaskInterface.register(UNPADDED_SDPA, _unpadded_sdpa_mask)
+    model.set_attn_implementation(UNPADDED_SDPA)
+    return UNPADDED_SDPA if model.config._attn_implementation == UNPADDED_SDPA else "kept (sdpa: not settable)"

@@ -172,3 +172,34 @@ def test_a_compile_that_disagrees_falls_back_to_eager() -> None:
     torch.testing.assert_close(model(x=x)[0], x)
     assert report["compile"].startswith("eager (compile failed: relative error")
     torch.testing.assert_close(model(x=x)[0], x)
+
+
+@pytest.mark.parametrize("fuse_qkv", [False, True])
+def test_a_dropped_mask_reaches_sdpa_as_none_while_capturing(monkeypatch, fuse_qkv: bool) -> None:
+    """transformers up to 5.17 materialised a missing mask while a CUDA graph was captured (it cannot tell
+    capture from tracing), which sent SDPA down its float32 math path; the served model must pass none."""
+    import transformers.masking_utils as masking
+
+    monkeypatch.setattr(masking, "_ignore_bidirectional_mask_sdpa", lambda *a, **k: False)  # 5.17 while capturing
+    masks = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, attn_mask=None, **kwargs):
+        masks.append(attn_mask)
+        return sdpa(*args, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    eager = compressed(tiny_bert)
+    batch = padded_batch()
+    full = {**batch, "attention_mask": torch.ones_like(batch["attention_mask"])}
+    want = run(eager, full)
+    assert masks and all(m is not None for m in masks)  # the simulation holds: the plain model gets a mask
+    served = serving.prepare(copy.deepcopy(eager), device="cpu", dtype=torch.float32, fuse_qkv=fuse_qkv,
+                             drop_full_mask=True)
+    assert served.serving["attention_implementation"] == "sdpa_unpadded"
+    masks.clear()
+    torch.testing.assert_close(run(served, full), want, atol=1e-4, rtol=1e-4)
+    assert len(masks) == LAYERS and all(m is None for m in masks)
+    masks.clear()  # padding still reaches SDPA as a mask, and is applied
+    torch.testing.assert_close(run(served, batch), run(eager, batch), atol=1e-4, rtol=1e-4)
+    assert masks[0] is not None
