@@ -243,7 +243,8 @@ def describe(rep: dict) -> str:
     """One line of a served model's report (methods.serving.prepare)."""
     return (f"{rep['fused_mlps']} fused MLPs, {rep['low_rank_linears']} low-rank linears, kernel: {rep['fused_kernel']}, "
             f"attention: {rep.get('fused_attention', 'off')}, compile: {rep.get('compile', 'off')}, "
-            f"graphs: {rep['cuda_graphs']}, mask dropped when full: {rep.get('drop_full_mask', False)}")
+            f"graphs: {rep['cuda_graphs']}, mask dropped when full: {rep.get('drop_full_mask', False)}, "
+            f"attention implementation: {rep.get('attention_implementation', 'kept')}")
 
 
 if __name__ == "__main__":
