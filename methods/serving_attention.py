@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from methods.pc_lora import PCLoRALinear
+from methods.serving_runtime import UNPADDED_SDPA
 
 UP_MODES = ("blockdiag", "bmm")
 # The attention classes whose forward this module reproduces (read in transformers 5.17 and 5.23).
@@ -125,7 +126,7 @@ def _replaceable(attn: nn.Module, config: Any) -> str | None:
     """'bert' or 'mpnet' when ``attn`` is an encoder self-attention with compressed q, k, v; else None."""
     name = type(attn).__name__
     impl = getattr(config, "_attn_implementation", "eager")
-    if impl not in ("sdpa", "eager", None) or getattr(config, "is_decoder", False):
+    if impl not in ("sdpa", UNPADDED_SDPA, "eager", None) or getattr(config, "is_decoder", False):
         return None
     if name in BERT_LIKE and not getattr(attn, "is_causal", False) and all(
             _compressed(getattr(attn, n, None)) for n in ("query", "key", "value")):

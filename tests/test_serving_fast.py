@@ -197,6 +197,7 @@ def test_a_dropped_mask_reaches_sdpa_as_none_while_capturing(monkeypatch, fuse_q
     served = serving.prepare(copy.deepcopy(eager), device="cpu", dtype=torch.float32, fuse_qkv=fuse_qkv,
                              drop_full_mask=True)
     assert served.serving["attention_implementation"] == "sdpa_unpadded"
+    assert served.serving["fused_attention"].startswith(f"{LAYERS} blocks") == fuse_qkv
     masks.clear()
     torch.testing.assert_close(run(served, full), want, atol=1e-4, rtol=1e-4)
     assert len(masks) == LAYERS and all(m is None for m in masks)
