@@ -106,7 +106,9 @@ else
   sweep paper-sst2-pc glue/sst2 search_spaces/paper-scale-gpu.yaml "${teacher[@]}" "${pc_only[@]}" \
     --set train.max_length=128 --set train.epochs=1 --set method.teacher_epochs=1 \
     --set 'space.train.lr={"grid": [2.5e-4, 5.0e-4]}' "${svd_rates[@]}" &
-  sweep cifar10-lr cifar10 search_spaces/cifar-lr-gpu.yaml --set "model=$stage/dinov2-small" &
+  if [ -d "$stage/dinov2-small" ]; then
+    sweep cifar10-lr cifar10 search_spaces/cifar-lr-gpu.yaml --set "model=$stage/dinov2-small" &
+  else echo "cifar10-lr skipped (not staged: VISION=0)" >> "$out/status.txt"; fi
 fi
 wait $(jobs -p | tail -n +2)
 echo "done $(date -u +%FT%TZ)" >> "$out/status.txt"

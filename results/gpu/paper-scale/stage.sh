@@ -3,7 +3,9 @@
 # MiniLM-L3, DINOv2-S, IMDb, GLUE and CIFAR-10) into one tar, split into pieces small enough to travel one per device call (64 MiB per call,
 # the working tree included), with a checksum. The device then copies one piece per call into /tmp/st and the
 # last call joins, checks and unpacks them (see README.md here).
-#   usage: bash results/gpu/paper-scale/stage.sh MPNET_DIR [SHARED_DIR]   (writes .gpu/pieces/)
+#   usage: [VISION=0] bash results/gpu/paper-scale/stage.sh MPNET_DIR [SHARED_DIR]   (writes .gpu/pieces/)
+# VISION=0 leaves DINOv2-S and CIFAR-10 out (two pieces fewer, when the device time is short; run.sh then skips
+# the CIFAR-10 sweep).
 set -euo pipefail
 mpnet=$1; shared=${2:-../shared}
 root=$(git rev-parse --show-toplevel); cd "$root"
@@ -14,8 +16,8 @@ cp .gpu/site.tar.xz "$tmp/"
 cp -r "$mpnet" "$tmp/all-mpnet-base-v2"
 cp -r "$shared/models/minilm-l6-h384" "$tmp/"
 cp -r "$shared/models/minilm-l3-h384" "$tmp/"
-cp -r "$shared/models/dinov2-small" "$tmp/"
-cp -r "$shared/data/imdb" "$shared/data/cifar10" "$tmp/data/"
+cp -r "$shared/data/imdb" "$tmp/data/"
+if [ "${VISION:-1}" != 0 ]; then cp -r "$shared/models/dinov2-small" "$tmp/"; cp -r "$shared/data/cifar10" "$tmp/data/"; fi
 for t in MRPC STS-B CoLA SST-2; do cp -r "$shared/data/glue/$t" "$tmp/data/glue/"; done
 # The code that runs is the committed HEAD, not the working tree: the run outlives the calls that re-send it.
 git archive --format=tar --prefix=repo/ HEAD | tar -xf - -C "$tmp"
