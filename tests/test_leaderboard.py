@@ -499,6 +499,42 @@ def test_a_kd_lora_cell_states_its_share_of_fft_and_of_its_students_ceiling(tmp_
     assert "References: FFT 90.0" in compression.split("## glue/sst2 — big")[1].split("\n## ")[0]
 
 
+def test_a_students_fft_that_is_also_a_scale_is_both_its_ceiling_and_that_scales_teacher(tmp_path: Path) -> None:
+    """MiniLM-L6 is the paper scale's KD-LoRA student and a scale of its own (IMDb, same budget): its FFT trial is
+    the big scale's ceiling row and the small scale's FFT teacher; it was moved out of the small scale, whose
+    KD-LoRA cell then read 'FFT not measured'."""
+    results = tmp_path / "results"
+    small = {"model": "/m/small", "base_params": 22_000_000, "params": 22_000_000}
+    write_sweep(results, "big", [trial("f", "glue/sst2", "fft", {"accuracy": 0.90}, model="/m/big",
+                                       base_params=110_000_000, params=110_000_000),
+                                 trial("k", "glue/sst2", "kd_lora", {"accuracy": 0.81}, model="/m/big",
+                                       base_params=110_000_000, params=22_000_000, **{"method.student": "/m/small"})])
+    write_sweep(results, "small", [trial("f", "glue/sst2", "fft", {"accuracy": 0.84}, **small),
+                                   trial("k", "glue/sst2", "kd_lora", {"accuracy": 0.63}, **{
+                                       **small, "params": 11_000_000, "method.student": "/m/s2"})])
+    leaderboard.build(results)
+    text = (results / "leaderboards" / "glue.md").read_text()
+    assert "| big | kd_lora | – | 81.0 (90.0 % FFT; 96.4 % ceiling) |" in text
+    assert "| small (student ceiling) | fft | – | 84.0 |" in text
+    assert "| small | fft | – | 84.0 |" in text
+    assert "| small | kd_lora | – | 63.0 (75.0 % FFT; ceiling not measured) |" in text
+
+
+def test_no_share_is_given_of_a_ceiling_that_learned_nothing(tmp_path: Path) -> None:
+    """MiniLM-L3 fully fine-tuned on MRPC scores below the majority class's 74.8: a KD-LoRA cell at 107 % of it
+    would read as a student beating its ceiling."""
+    results = tmp_path / "results"
+    mrpc = lambda acc, f1: {"accuracy": acc, "f1": f1, "acc_and_f1": (acc + f1) / 2}  # noqa: E731
+    write_sweep(results, "s", [trial("f", "glue/mrpc", "fft", mrpc(0.81, 0.87), model="/m/big"),
+                               trial("k", "glue/mrpc", "kd_lora", mrpc(0.72, 0.81), model="/m/big",
+                                     **{"method.student": "/m/small"}),
+                               trial("c", "glue/mrpc", "fft", mrpc(0.67, 0.76), model="/m/small")])
+    leaderboard.build(results)
+    text = (results / "leaderboards" / "glue.md").read_text()
+    assert "| big | kd_lora | – | – | 72.0 (91.1 % FFT; ceiling at or below the constant prediction) |" in text
+    assert "| small (student ceiling) | fft | – | – | 67.0 † |" in text
+
+
 def test_a_student_cut_from_its_teacher_states_its_share_of_fft_and_that_it_has_no_ceiling(tmp_path: Path) -> None:
     """KD-LoRA with `method.student_layers` (no checkpoint of its own to fine-tune alone): the cell still gives its
     share of the FFT teacher, and says why no ceiling (cifar.md's DINOv2 cell read '77.2' with neither)."""

@@ -24,6 +24,7 @@ import pandas as pd
 from orchestrator import recipes
 from orchestrator.config.budgets import budget_of, number, one_budget_per_task
 from orchestrator.reports.references import row_reference
+from orchestrator.tasks import at_chance
 
 CEILING = "student ceiling"  # how a ceiling row's model is named in the tables
 BASE_COLUMNS = ("base_params", "base_params_no_embeddings", "base_flops")
@@ -60,25 +61,40 @@ def student_name(row: pd.Series) -> str | None:
     return Path(student).name if student else None
 
 
-def _mark_ceilings(frame: pd.DataFrame) -> pd.Series:
-    """Each row's scale; FFT trials of a KD-LoRA student (same task and budget) renamed as its ceiling and
-    moved to that KD-LoRA trial's scale. Edits `frame` in place."""
+def _mark_ceilings(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The trials with FFT trials of a KD-LoRA student (same task and budget) renamed as its ceiling and moved
+    to that KD-LoRA trial's scale, and each row's scale. An FFT trial whose model is also a scale of its own (other
+    methods start from it on the same task and budget: MiniLM-L6 is the paper scale's student and the MiniLM scale)
+    is that scale's FFT teacher as well: it stays there and a copy becomes the ceiling."""
     budgets = frame.apply(budget_of, axis=1)
     teachers: dict[tuple[Any, ...], str] = {}  # (task, budget, student) -> the KD-LoRA trials' model
+    compressed: set[tuple[Any, ...]] = set()   # (task, budget, model) some other method starts from
     for i, row in frame.iterrows():
         student = student_name(row)
         if student is not None:
             teachers[(row["task"], budgets[i], student)] = str(row["model_name"])
+        if not _is_fft(row):
+            compressed.add((row["task"], budgets[i], row["model_name"]))
     scale = frame["model_name"].astype(str).copy()
     frame["ceiling_of"] = None
+    copies, copy_scales = [], []
     for i, row in frame.iterrows():
         teacher = teachers.get((row["task"], budgets[i], row["model_name"]))
         if teacher is None or teacher == row["model_name"] or not _is_fft(row):
             continue
-        scale[i] = teacher
-        frame.at[i, "ceiling_of"] = row["model_name"]
-        frame.at[i, "model_name"] = f"{row['model_name']} ({CEILING})"
-    return scale
+        ceiling = row.copy()
+        ceiling["ceiling_of"] = row["model_name"]
+        ceiling["model_name"] = f"{row['model_name']} ({CEILING})"
+        if (row["task"], budgets[i], row["model_name"]) in compressed:
+            copies.append(ceiling)
+            copy_scales.append(teacher)
+        else:
+            frame.loc[i] = ceiling
+            scale[i] = teacher
+    if not copies:
+        return frame, scale
+    return (pd.concat([frame, pd.DataFrame(copies)], ignore_index=True),
+            pd.concat([scale, pd.Series(copy_scales)], ignore_index=True))
 
 
 def _size(rows: pd.DataFrame) -> float | None:
@@ -104,8 +120,7 @@ def split_scales(frame: pd.DataFrame) -> tuple[list[Scale], list[str]]:
     """The scales of the gathered trials, largest model first, and what one_budget_per_task left out of each."""
     if not len(frame):
         return [], []
-    frame = frame.copy()
-    scale_of = _mark_ceilings(frame)
+    frame, scale_of = _mark_ceilings(frame.copy())
     scales, left_out = [], []
     for model in scale_of.unique():
         rows, notes = one_budget_per_task(frame[scale_of == model])
@@ -122,6 +137,7 @@ def _best(rows: pd.DataFrame) -> pd.Series | None:
 
 
 CUT_STUDENT = "no ceiling: a student cut from the teacher"  # no checkpoint of its own to fine-tune alone
+AT_CHANCE_CEILING = "ceiling at or below the constant prediction"
 
 
 def annotate(rows: pd.DataFrame) -> pd.DataFrame:
@@ -145,8 +161,11 @@ def annotate(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ceiling_part(row: pd.Series, student: str, task_rows: pd.DataFrame) -> str:
-    """'98.1 % ceiling', '99.0 % cached ceiling' (its own sweep's) or 'ceiling not measured'."""
+    """'98.1 % ceiling', '99.0 % cached ceiling' (its own sweep's) or 'ceiling not measured'; no share of a ceiling
+    that learned nothing (MiniLM-L3 on MRPC scores below the majority class: a share of it reads 107 %)."""
     ceiling = _best(task_rows[task_rows["ceiling_of"] == student])
+    if ceiling is not None and at_chance(str(ceiling["task"]), number(ceiling.get("metric"))):
+        return AT_CHANCE_CEILING
     share = None if ceiling is None else row_reference("ceiling", ceiling).share(row["metric"])
     if share is not None:
         return f"{share:.1f} % ceiling"
