@@ -189,7 +189,11 @@ def plot_task(frame: pd.DataFrame, task: str, path: Path) -> None:
         ax.set_xlabel("parameters (deployable model)" if cost == "params" else "FLOPs (forward, one example)")
         ax.set_ylabel(f"{task} {metric_name} ×100")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    # Below the axes: with two scales on one page the legend has ~20 entries and covered the points.
+    handles, labels = axes[0].get_legend_handles_labels()
+    rows_of_legend = math.ceil(len(labels) / 4)
+    fig.set_size_inches(11, 4.4 + 0.2 * rows_of_legend)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.suptitle(f"{task}: metric against parameters and FLOPs ({len(rows)} trials; {budget_text(rows)})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.2 * rows_of_legend / (4.4 + 0.2 * rows_of_legend) + 0.02, 1, 1))
     save_figure(fig, path, salt="leaderboard")
