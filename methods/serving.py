@@ -15,7 +15,9 @@ Off the GPU (tests, CPU serving) the same structure runs in plain torch; ``prepa
 kernel against it once and falls back to it if the kernel is missing or disagrees.
 
 Options of ``prepare`` for the second round (issue 34), each checked against its torch reference before
-use, with the path above as the fallback:
+use, with the path above as the fallback. ``fuse_qkv`` and ``drop_full_mask`` are on by default: on an H100
+(benchmarks/results/h100_round3/) they were the fastest runtime for the base, PC-LoRA r32 and the KD-LoRA student
+at batch 1 and 256; ``compile`` stays off until it is re-measured at batch 256 with the mask fix.
 - ``fuse_qkv``: the query/key/value projections as two GEMMs and one SDPA call
   (methods/serving_attention.py);
 - ``compile``: torch.compile (Inductor) over the served model, which fuses the residual adds, bias adds
@@ -191,11 +193,11 @@ def _rank_to_out(down: PCLoRALinear) -> nn.Linear:
 
 
 def prepare(model: nn.Module, device: torch.device | str = "cuda", dtype: torch.dtype = torch.bfloat16,
-            cuda_graphs: bool | None = None, *, fuse_qkv: bool = False, qkv_up: str = "blockdiag",
-            compile: bool = False, drop_full_mask: bool = False) -> nn.Module:
+            cuda_graphs: bool | None = None, *, fuse_qkv: bool = True, qkv_up: str = "blockdiag",
+            compile: bool = False, drop_full_mask: bool = True) -> nn.Module:
     """The model ready to serve: eval mode, ``dtype`` weights on ``device``, PC-LoRA folded and fused
     (:func:`fold`), wrapped in :class:`GraphedModel` on a GPU (``cuda_graphs`` None = when on CUDA).
-    The options (module docstring) are off by default. What was done is in ``model.serving`` (a dict).
+    The options: module docstring. What was done is in ``model.serving`` (a dict).
     Works on any transformers model; a model without PC-LoRA layers only changes dtype, device, graphs,
     compile and the mask."""
     device = torch.device(device)

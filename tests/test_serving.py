@@ -41,12 +41,17 @@ def logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
 @pytest.mark.parametrize("build, batch", [(tiny_bert, text_batch), (tiny_dinov2, image_batch)])
 def test_folded_and_fused_model_computes_the_compressed_model(build, batch) -> None:
     eager = compressed(build)
-    served = serving.prepare(copy.deepcopy(eager), device="cpu", dtype=torch.float32)
+    served = serving.prepare(copy.deepcopy(eager), device="cpu", dtype=torch.float32, fuse_qkv=False)
     assert served.serving["fused_mlps"] == LAYERS
     assert served.serving["low_rank_linears"] == 4 * LAYERS  # q, k, v and the attention output
     assert served.serving["fused_kernel"] == "torch (no GPU)" and not served.serving["cuda_graphs"]
     assert not pc_lora.pc_lora_layers(served)
     torch.testing.assert_close(logits(served, batch()), logits(eager, batch()), atol=1e-5, rtol=1e-5)
+    # prepare()'s defaults add the second round's fused q/k/v where the attention is BERT-like (ViTs keep theirs)
+    default = serving.prepare(copy.deepcopy(eager), device="cpu", dtype=torch.float32)
+    fused = default.serving["fused_attention"].startswith(f"{LAYERS} blocks")
+    assert fused == (build is tiny_bert) and default.serving["drop_full_mask"]
+    torch.testing.assert_close(logits(default, batch()), logits(eager, batch()), atol=1e-5, rtol=1e-5)
 
 
 def test_bf16_serving_stays_within_bf16_tolerance() -> None:
