@@ -124,6 +124,10 @@ def test_the_summary_judges_the_front_against_the_teacher(tmp_path) -> None:
     trials = pd.read_csv(sweep_dir / "trials.csv", dtype={"trial_id": str})
     lines = sweep_console.summary(cfg, trials, front_of(cfg, trials), sweep_dir)
     assert [line for line in lines if line.startswith("reference: no reference score")]
+    # a sweep of full fine-tunes alone (a student's ceiling) is its own reference, not one that lacks a teacher
+    ffts = trials.assign(**{"method.name": "fft"})
+    lines = sweep_console.summary(cfg, ffts, front_of(cfg, ffts), sweep_dir)
+    assert "reference: none needed: every trial of this sweep is a full fine-tune (100 % of FFT by definition)" in lines
     add_teacher(sweep_dir)
     lines = sweep_console.summary(cfg, trials, front_of(cfg, trials), sweep_dir)
     assert ("reference: FFT teacher (minilm-l6-h384) accuracy 0.8500, params 100.0 % (enc 100.0 %), FLOPs 100.0 %; "

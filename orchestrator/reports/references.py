@@ -213,7 +213,13 @@ def judged(ref: Reference, trials: pd.DataFrame, front: pd.DataFrame) -> str:
                if ref.train_seconds else ""))
 
 
-def missing_note() -> str:
-    """What a sweep without a reference says instead of inventing one."""
+def missing_note(trials: pd.DataFrame | None = None) -> str:
+    """What a sweep without a reference says instead of inventing one; a sweep of full fine-tunes alone (a student's
+    ceiling, a learning-rate search for FFT) is its own reference and says that instead."""
+    from orchestrator.recipes import RECIPES
+
+    methods = set(trials["method.name"].dropna()) if trials is not None and "method.name" in trials else set()
+    if methods and all(m in RECIPES and RECIPES[m].is_full_finetune for m in methods):
+        return "none needed: every trial of this sweep is a full fine-tune (100 % of FFT by definition)"
     return ("no reference score: no trial of this sweep fine-tuned a teacher (PC-LoRA with the default "
             "kd_teacher: pretrained distils from the pre-trained model); an `fft` trial gives one")

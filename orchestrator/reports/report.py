@@ -146,7 +146,7 @@ def _reference_markdown(front: pd.DataFrame, trials: pd.DataFrame, references: l
     from orchestrator.reports.references import judged_best, kept_pct, missing_note
 
     if not references:
-        return [f"Reference: {missing_note()}."]
+        return [f"Reference: {missing_note(trials)}."]
     rows = []
     for ref in references:
         kept = kept_pct(ref, trials)

@@ -107,7 +107,7 @@ def references_html(references: list, trials: pd.DataFrame, front: pd.DataFrame)
     from orchestrator.reports.references import judged, missing_note
 
     if not references:
-        return f"<p>Reference: {html.escape(missing_note())}.</p>"
+        return f"<p>Reference: {html.escape(missing_note(trials))}.</p>"
     items = "".join(f"<li>{html.escape(judged(ref, trials, front))} (<code>{html.escape(ref.source)}</code>)</li>"
                     for ref in references)
     return f'<p>References, what the trials are judged against:</p><ul class="references">{items}</ul>'

@@ -142,7 +142,7 @@ def reference_lines(cfg: Any, trials: Any, front: Any, sweep_dir: Any) -> list[s
     from orchestrator.reports.references import judged, missing_note, recorded
 
     refs = recorded(cfg, trials, sweep_dir)
-    return [f"reference: {judged(ref, trials, front)}" for ref in refs] or [f"reference: {missing_note()}"]
+    return [f"reference: {judged(ref, trials, front)}" for ref in refs] or [f"reference: {missing_note(trials)}"]
 
 
 def study_storage(cfg: Any, sweep_dir: Any) -> str | None:
