@@ -75,26 +75,22 @@ def _mark_ceilings(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
             teachers[(row["task"], budgets[i], student)] = str(row["model_name"])
         if not _is_fft(row):
             compressed.add((row["task"], budgets[i], row["model_name"]))
-    scale = frame["model_name"].astype(str).copy()
     frame["ceiling_of"] = None
-    copies, copy_scales = [], []
+    ceilings, ceiling_scales, moved = [], [], []
     for i, row in frame.iterrows():
-        teacher = teachers.get((row["task"], budgets[i], row["model_name"]))
+        key = (row["task"], budgets[i], row["model_name"])
+        teacher = teachers.get(key)
         if teacher is None or teacher == row["model_name"] or not _is_fft(row):
             continue
-        ceiling = row.copy()
-        ceiling["ceiling_of"] = row["model_name"]
-        ceiling["model_name"] = f"{row['model_name']} ({CEILING})"
-        if (row["task"], budgets[i], row["model_name"]) in compressed:
-            copies.append(ceiling)
-            copy_scales.append(teacher)
-        else:
-            frame.loc[i] = ceiling
-            scale[i] = teacher
-    if not copies:
-        return frame, scale
-    return (pd.concat([frame, pd.DataFrame(copies)], ignore_index=True),
-            pd.concat([scale, pd.Series(copy_scales)], ignore_index=True))
+        ceilings.append(row.copy())
+        ceilings[-1]["ceiling_of"] = row["model_name"]
+        ceilings[-1]["model_name"] = f"{row['model_name']} ({CEILING})"
+        ceiling_scales.append(teacher)
+        if key not in compressed:  # only a ceiling: it leaves its own scale
+            moved.append(i)
+    kept = frame.drop(index=moved)
+    return (pd.concat([kept, pd.DataFrame(ceilings, columns=frame.columns)], ignore_index=True),
+            pd.concat([kept["model_name"].astype(str), pd.Series(ceiling_scales, dtype=str)], ignore_index=True))
 
 
 def _size(rows: pd.DataFrame) -> float | None:

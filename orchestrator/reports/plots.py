@@ -191,9 +191,9 @@ def plot_task(frame: pd.DataFrame, task: str, path: Path) -> None:
         ax.grid(alpha=0.3)
     # Below the axes: with two scales on one page the legend has ~20 entries and covered the points.
     handles, labels = axes[0].get_legend_handles_labels()
-    rows_of_legend = math.ceil(len(labels) / 4)
-    fig.set_size_inches(11, 4.4 + 0.2 * rows_of_legend)
+    legend_height = 0.2 * math.ceil(len(labels) / 4)  # inches: 4 entries a row
+    fig.set_size_inches(11, 4.4 + legend_height)
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.suptitle(f"{task}: metric against parameters and FLOPs ({len(rows)} trials; {budget_text(rows)})")
-    fig.tight_layout(rect=(0, 0.2 * rows_of_legend / (4.4 + 0.2 * rows_of_legend) + 0.02, 1, 1))
+    fig.tight_layout(rect=(0, legend_height / (4.4 + legend_height) + 0.02, 1, 1))
     save_figure(fig, path, salt="leaderboard")
